@@ -1,0 +1,147 @@
+import { workerData } from 'node:worker_threads';
+import { move } from 'piscina';
+import {
+  apply,
+  type Command,
+  createPartitionState,
+  type DomainConfig,
+  type DomainEvent,
+  evolve,
+  type PartitionState,
+} from '../domain/index.js';
+import { partitionOf } from '../streams/route.js';
+import { type BatchOutput, type CommandEnvelope, decode, encodeOwned } from '../streams/wire.js';
+import { type CheckpointParts, DirtyTracker, stateFromParts, takeDelta } from './checkpoint-delta.js';
+import type { LaneStats, LaneTask } from './protocol.js';
+
+/**
+ * One lane = one worker thread. It owns the actor tables of the partitions pinned to it (p mod W), so an
+ * account is only ever touched by this thread. Tasks for one partition arrive strictly in order.
+ */
+const domain_config = (workerData?.domain_config ?? {}) as Partial<DomainConfig>;
+interface Actors {
+  state: PartitionState;
+  dirty: DirtyTracker;
+}
+const partitions = new Map<number, Actors>();
+
+export default function run(task: LaneTask): unknown {
+  switch (task.op) {
+    case 'apply':
+      return move(applyBatch(task.partition, task.partitions_total, task.input));
+    case 'replay':
+      replay(task.partition, task.input);
+      return null;
+    case 'load':
+      partitions.set(task.partition, load(task.partition, task.parts));
+      return null;
+    case 'drop':
+      partitions.delete(task.partition);
+      return null;
+    case 'checkpoint': {
+      const { state, dirty } = actorsOf(task.partition);
+      return move(encodeOwned(takeDelta(state, dirty)));
+    }
+    case 'checkpoint_failed':
+      actorsOf(task.partition).dirty.full = true;
+      return null;
+    case 'stats':
+      return stats();
+  }
+}
+
+function actorsOf(partition: number): Actors {
+  const actors = partitions.get(partition);
+  if (!actors) throw new Error(`lane invariant: partition ${partition} is not loaded on this lane`);
+  return actors;
+}
+
+function load(partition: number, parts: Uint8Array | null): Actors {
+  const dirty = new DirtyTracker();
+  if (parts === null) return { state: createPartitionState(partition, domain_config), dirty };
+  const decoded = decode<CheckpointParts>(parts);
+  const state = stateFromParts(decoded);
+  if (state.partition !== partition)
+    throw new Error(`lane invariant: checkpoint of ${state.partition} loaded as ${partition}`);
+  dirty.full = false;
+  dirty.generation_current_id = decoded.generation_current_id;
+  dirty.generation_previous_id = decoded.generation_previous_id;
+  return { state, dirty };
+}
+
+function applyBatch(partition: number, partitions_total: number, input: Uint8Array): Uint8Array {
+  const { state, dirty } = actorsOf(partition);
+  const records = decode<Uint8Array[]>(input);
+  const output: BatchOutput = { events: [], replies: [], follow_ups: [], rejected: [], dirty_total: 0 };
+  for (let index = 0; index < records.length; index++) {
+    const envelope = decodeEnvelope(records[index]!);
+    if (envelope === null) {
+      output.rejected.push(index);
+      continue;
+    }
+    assertOwned(envelope.command, partition, partitions_total);
+    const decision = apply(state, envelope.command);
+    for (const event of decision.events) {
+      output.events.push(event);
+      dirty.track(partition, event);
+    }
+    for (const follow_up of decision.follow_ups) {
+      output.follow_ups.push({
+        command: follow_up,
+        reply_to: null,
+        request_id: null,
+        traceparent: envelope.traceparent,
+      });
+    }
+    if (decision.reply && envelope.reply_to && envelope.request_id) {
+      output.replies.push({
+        reply_to: envelope.reply_to,
+        request_id: envelope.request_id,
+        reply: decision.reply,
+      });
+    }
+  }
+  output.dirty_total = dirty.size;
+  return encodeOwned(output);
+}
+
+/**
+ * Only the gateway and the lanes write the commands topic, so an undecodable record is a bug or foreign data;
+ * it is reported back (logged with its offset by the stream loop) instead of blocking the partition forever.
+ */
+function decodeEnvelope(bytes: Uint8Array): CommandEnvelope | null {
+  try {
+    const envelope = decode<CommandEnvelope>(bytes);
+    const command = envelope?.command as { type?: unknown; command_id?: unknown } | undefined;
+    if (typeof command?.type !== 'string' || typeof command.command_id !== 'string') return null;
+    return envelope;
+  } catch {
+    return null;
+  }
+}
+
+/** A command on the wrong partition would split an account's state across two actors: crash loudly. */
+function assertOwned(command: Command, partition: number, partitions_total: number): void {
+  const owner = partitionOf(command, partitions_total);
+  if (owner === null && command.type === 'expire_authorizations') return; // partition-wide timer
+  if (owner !== partition) {
+    throw new Error(
+      `lane invariant: command ${command.command_id} (${command.type}) of partition ${owner} reached ${partition}`,
+    );
+  }
+}
+
+function replay(partition: number, input: Uint8Array): void {
+  const { state, dirty } = actorsOf(partition);
+  for (const record of decode<Uint8Array[]>(input)) {
+    const event = decode<DomainEvent>(record);
+    evolve(state, event);
+    dirty.track(partition, event);
+  }
+}
+
+function stats(): LaneStats {
+  let accounts = 0;
+  for (const { state } of partitions.values()) accounts += state.accounts.size;
+  return { partitions: partitions.size, accounts };
+}

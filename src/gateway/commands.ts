@@ -1,0 +1,104 @@
+import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Metrics } from '../metrics.js';
+import { type CommandEnvelope, encode } from '../streams/wire.js';
+
+interface Queued {
+  message: Message;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Thrown by `send` when the produce queue is full: the caller answers 503 `overloaded`. */
+export class ProduceQueueFull extends Error {
+  override name = 'ProduceQueueFull';
+}
+
+/**
+ * Produces client commands to the commands topic on the partition the caller chose from the owner's shard
+ * (never kafkajs' default partitioner). kafkajs has no linger, so commands are micro-batched here: the
+ * first queued command arms a `linger_ms` timer; the batch leaves when the timer fires or `batch_max`
+ * commands are waiting, as ONE `sendBatch` (acks=all, idempotent producer). One batch is in flight at a
+ * time; what arrives meanwhile forms the next batch, so batches grow with load and latency stays at
+ * ~ one broker round trip + linger. A command the broker accepted is durable before its reply is awaited.
+ *
+ *   send() → queue (≤ queue_max) ──linger or batch_max──▶ sendBatch ──ack──▶ resolve each
+ */
+export class CommandSender {
+  readonly #producer: Producer;
+  readonly #topic: string;
+  readonly #linger_ms: number;
+  readonly #batch_max: number;
+  readonly #queue_max: number;
+  readonly #metrics: Metrics;
+  #queue: Queued[] = [];
+  #timer: NodeJS.Timeout | null = null;
+  #in_flight = false;
+
+  constructor(opts: { kafka: Kafka; topic: string; linger_ms: number; batch_max: number; metrics: Metrics }) {
+    this.#topic = opts.topic;
+    this.#linger_ms = opts.linger_ms;
+    this.#batch_max = opts.batch_max;
+    this.#queue_max = opts.batch_max * 64;
+    this.#metrics = opts.metrics;
+    this.#producer = opts.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.#producer.connect();
+  }
+
+  /** Resolves once the broker acknowledged the command (acks=all); rejects on failure or a full queue. */
+  send(envelope: CommandEnvelope, partition: number, key: string): Promise<void> {
+    if (this.#queue.length >= this.#queue_max)
+      return Promise.reject(new ProduceQueueFull('produce queue full'));
+    const headers = envelope.traceparent ? { traceparent: envelope.traceparent } : undefined;
+    const message: Message = { partition, key, value: encode(envelope), ...(headers ? { headers } : {}) };
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ message, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    while (this.#in_flight || this.#queue.length > 0) {
+      if (!this.#in_flight) this.#flush();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await this.#producer.disconnect();
+  }
+
+  #schedule(): void {
+    if (this.#in_flight) return; // the batch in flight flushes the queue when it completes
+    if (this.#queue.length >= this.#batch_max) this.#flush();
+    else if (this.#timer === null) this.#timer = setTimeout(() => this.#flush(), this.#linger_ms);
+  }
+
+  #flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#in_flight || this.#queue.length === 0) return;
+    const batch = this.#queue.splice(0, this.#batch_max);
+    this.#in_flight = true;
+    this.#metrics.produce_batch_size_commands.observe(batch.length);
+    this.#producer
+      .sendBatch({ topicMessages: [{ topic: this.#topic, messages: batch.map((q) => q.message) }], acks: -1 })
+      .then(
+        () => {
+          for (const queued of batch) queued.resolve();
+        },
+        (err: Error) => {
+          for (const queued of batch) queued.reject(err);
+        },
+      )
+      .finally(() => {
+        this.#in_flight = false;
+        if (this.#queue.length > 0) this.#flush();
+      });
+  }
+}

@@ -1,0 +1,130 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** One registry per node process; every part registers its instruments here. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    http_request_duration_seconds: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Gateway request latency from first byte to response, by route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    transaction_commit_duration_seconds: new Histogram({
+      name: 'transaction_commit_duration_seconds',
+      help: 'Kafka transaction latency from begin to commit, per batch',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    batch_size_commands: new Histogram({
+      name: 'batch_size_commands',
+      help: 'Commands per applied batch',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: [registry],
+    }),
+    transactions_aborted_total: new Counter({
+      name: 'transactions_aborted_total',
+      help: 'Kafka transactions aborted or failed; the partition state was rebuilt after each',
+      registers: [registry],
+    }),
+    restore_duration_seconds: new Histogram({
+      name: 'restore_duration_seconds',
+      help: 'Time to restore a set of partitions (checkpoint load + changelog replay)',
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    restore_events_replayed_total: new Counter({
+      name: 'restore_events_replayed_total',
+      help: 'Events replayed from the changelog during restores',
+      registers: [registry],
+    }),
+    checkpoint_age_seconds: new Gauge({
+      name: 'checkpoint_age_seconds',
+      help: 'Seconds since the oldest successful checkpoint among owned partitions with unsaved changes',
+      registers: [registry],
+    }),
+    checkpoint_duration_seconds: new Histogram({
+      name: 'checkpoint_duration_seconds',
+      help: 'Time to snapshot a partition on its lane and write it to Redis',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
+    consumer_lag_records: new Gauge({
+      name: 'consumer_lag_records',
+      help: 'Commands not yet committed per owned partition (high watermark - next offset), at the last batch',
+      labelNames: ['partition'] as const,
+      registers: [registry],
+    }),
+    lane_queue_depth_tasks: new Gauge({
+      name: 'lane_queue_depth_tasks',
+      help: 'Tasks queued on a lane behind the running one',
+      labelNames: ['lane'] as const,
+      registers: [registry],
+    }),
+    lane_pauses_total: new Counter({
+      name: 'lane_pauses_total',
+      help: 'Times a partition was paused because its lane had lane_batches_in_flight_max batches queued',
+      registers: [registry],
+    }),
+    lane_actors: new Gauge({
+      name: 'lane_actors',
+      help: 'Account actors held by a lane (all its partitions)',
+      labelNames: ['lane'] as const,
+      registers: [registry],
+    }),
+    checkpoint_failures_total: new Counter({
+      name: 'checkpoint_failures_total',
+      help: 'Checkpoint writes to Redis that failed (processing continues; Redis is an accelerator)',
+      registers: [registry],
+    }),
+    replies_pending: new Gauge({
+      name: 'gateway_replies_pending',
+      help: 'Requests waiting for a committed reply',
+      registers: [registry],
+    }),
+    operations_total: new Counter({
+      name: 'gateway_operations_total',
+      help: 'API operations answered, by operation, transport (http, ws) and status code',
+      labelNames: ['op', 'transport', 'status'] as const,
+      registers: [registry],
+    }),
+    produce_batch_size_commands: new Histogram({
+      name: 'gateway_produce_batch_size_commands',
+      help: 'Commands per produce request of the gateway (micro-batches)',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: [registry],
+    }),
+    rate_limited_total: new Counter({
+      name: 'gateway_rate_limited_total',
+      help: 'Requests refused by the per-merchant rate limit (429)',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
+    idempotency_fence_skipped_total: new Counter({
+      name: 'gateway_idempotency_fence_skipped_total',
+      help: 'Idempotency-Key checks done without the Redis fence (Redis unavailable; actors still dedupe)',
+      registers: [registry],
+    }),
+    ws_connections: new Gauge({
+      name: 'gateway_ws_connections',
+      help: 'Open WebSocket connections',
+      registers: [registry],
+    }),
+    ws_refused_total: new Counter({
+      name: 'gateway_ws_refused_total',
+      help: 'WebSocket requests refused before running, by reason (in_flight, backpressure, draining)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    outcomes_published_total: new Counter({
+      name: 'gateway_outcomes_published_total',
+      help: 'Committed payment outcomes published to subscribed WebSockets',
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

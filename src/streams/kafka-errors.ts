@@ -1,0 +1,35 @@
+/**
+ * Classifying kafkajs failures by their error class names and flags (never by message text). kafkajs wraps
+ * protocol errors (e.g. NOT_LEADER_FOR_PARTITION, retriable) in KafkaJSNumberOfRetriesExceeded (not
+ * retriable itself) once its own retries run out, so the cause chain is walked, to a fixed depth.
+ */
+const transient_error_names = new Set([
+  'KafkaJSNumberOfRetriesExceeded',
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'RestoreTimeoutError',
+]);
+
+/** Retriable by kafkajs' own classification, or a connection/timeout failure, anywhere in the cause chain. */
+export function isTransient(err: unknown): boolean {
+  for (
+    let e = err as { name?: unknown; retriable?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 8;
+    depth++
+  ) {
+    if (e.retriable === true || (typeof e.name === 'string' && transient_error_names.has(e.name)))
+      return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
+/** The Kafka protocol error name (e.g. INVALID_PRODUCER_EPOCH) anywhere in a kafkajs error's cause chain. */
+export function kafkaErrorType(err: unknown): string | null {
+  for (let e = err as { type?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
+    if (typeof e.type === 'string') return e.type;
+    e = e.cause as typeof e;
+  }
+  return null;
+}

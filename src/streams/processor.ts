@@ -1,0 +1,555 @@
+import { performance } from 'node:perf_hooks';
+import type {
+  Admin,
+  Consumer,
+  EachBatchPayload,
+  Kafka,
+  KafkaMessage,
+  Message,
+  Producer,
+  RecordMetadata,
+} from 'kafkajs';
+import { AssignerProtocol } from 'kafkajs';
+import type { CheckpointDelta } from '../actors/checkpoint-delta.js';
+import type { Lanes } from '../actors/lanes.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Checkpoints } from './checkpoints.js';
+import { isTransient, kafkaErrorType } from './kafka-errors.js';
+import { CheckpointAheadError, replayPartitions } from './restore.js';
+import { partitionOf } from './route.js';
+import type { TopicNames } from './topics.js';
+import { type BatchOutput, decode, encode, encodeOwned } from './wire.js';
+
+/**
+ * Task state of one input partition (Kafka Streams vocabulary):
+ *
+ *   CREATED ──▶ RESTORING ──▶ RUNNING ──▶ CLOSED
+ *                   ▲            │
+ *                   └── FAILED ◀─┘   (transaction failed: state dropped, rebuilt from the changelog)
+ */
+type TaskState = 'CREATED' | 'RESTORING' | 'RUNNING' | 'FAILED' | 'CLOSED';
+const transitions: Record<TaskState, TaskState[]> = {
+  CREATED: ['RESTORING', 'CLOSED'],
+  RESTORING: ['RUNNING', 'FAILED', 'CLOSED'],
+  RUNNING: ['FAILED', 'CLOSED'],
+  FAILED: ['RESTORING', 'CLOSED'],
+  CLOSED: [],
+};
+
+interface Task {
+  partition: number;
+  state: TaskState;
+  producer: Producer | null;
+  restored: Promise<void>;
+  /** Next offset of this partition in the events topic; what a checkpoint taken now covers. */
+  events_next_offset: bigint;
+  last_checkpoint_ms: number;
+  checkpoint_in_flight: boolean;
+  changed_since_checkpoint: boolean;
+}
+
+export interface ProcessorOptions {
+  kafka: Kafka;
+  lanes: Lanes;
+  checkpoints: Checkpoints;
+  names: TopicNames;
+  app_id: string;
+  partitions_total: number;
+  batch_size_max: number;
+  checkpoint_interval_ms: number;
+  checkpoint_dirty_max: number;
+  /** Lane batches queued behind the running one; past it, partitions of that lane are paused. Default 4. */
+  lane_batches_in_flight_max?: number;
+  session_timeout_ms: number;
+  restore_timeout_ms: number;
+  log: Logger;
+  metrics: Metrics;
+  /**
+   * Bench only (bench/stream.bench.ts); never set from config. 'at_least_once' drops the transactions: a plain
+   * idempotent producer per partition, and the consumer commits the offset after the batch is produced, so a
+   * crash between the two applies the batch twice. It exists to measure what exactly-once costs.
+   */
+  guarantee?: 'exactly_once' | 'at_least_once';
+}
+
+/**
+ * The exactly-once loop: consume commands of the assigned partitions (read_committed), apply each batch on
+ * the partition's lane, and commit events, replies, follow-up legs and the consumed offset in ONE Kafka
+ * transaction per batch, with one transactional producer per input partition (kafkajs lacks KIP-447).
+ */
+export class StreamProcessor {
+  readonly #o: ProcessorOptions;
+  readonly #consumer: Consumer;
+  readonly #admin: Admin;
+  readonly #tasks = new Map<number, Task>();
+  readonly #group_id: string;
+  #joined = false;
+  #stopping = false;
+  #age_timer: NodeJS.Timeout | null = null;
+  #member_id: string | null = null;
+
+  constructor(opts: ProcessorOptions) {
+    this.#o = opts;
+    this.#group_id = `${opts.app_id}.processor`;
+    this.#consumer = opts.kafka.consumer({
+      groupId: this.#group_id,
+      readUncommitted: false,
+      maxWaitTimeInMs: 20,
+      // After a kill -9 the group waits this long for the dead member before its partitions move.
+      sessionTimeout: opts.session_timeout_ms,
+      heartbeatInterval: Math.max(500, Math.floor(opts.session_timeout_ms / 10)),
+      // A batch past this is cut into lane batches of batch_size_max anyway.
+      maxBytesPerPartition: 1_048_576,
+    });
+    this.#admin = opts.kafka.admin();
+  }
+
+  /** Ready when the group is joined and every assigned partition is restored. */
+  get ready(): boolean {
+    if (!this.#joined || this.#stopping) return false;
+    for (const task of this.#tasks.values()) if (task.state !== 'RUNNING') return false;
+    return true;
+  }
+
+  get assigned(): number[] {
+    return [...this.#tasks.keys()].sort((a, b) => a - b);
+  }
+
+  async start(): Promise<void> {
+    await this.#admin.connect();
+    await this.#consumer.connect();
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      this.#member_id = payload.memberId;
+      const assigned = payload.memberAssignment[this.#o.names.commands] ?? [];
+      this.#onAssignment(assigned).catch((err) => this.#fatal(err, 'assignment'));
+    });
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart) this.#fatal(payload.error, 'consumer crashed without restart');
+    });
+    this.#age_timer = setInterval(() => this.#reportCheckpointAge(Date.now()), 1000);
+    this.#age_timer.unref();
+    await this.#consumer.subscribe({ topic: this.#o.names.commands, fromBeginning: true });
+    await this.#consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      // Each partition has its own producer and transaction: commits of different partitions overlap, and
+      // the lanes serialize only the CPU part. Per partition, batches stay strictly in order.
+      partitionsConsumedConcurrently: Math.min(this.#o.partitions_total, 64),
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#age_timer) clearInterval(this.#age_timer);
+    // Waits for running batches to finish their transaction: nothing acknowledged is left half-done.
+    await this.#consumer.disconnect();
+    await Promise.all([...this.#tasks.values()].map((task) => this.#closeTask(task)));
+    await this.#admin.disconnect();
+  }
+
+  async #onAssignment(assigned: number[]): Promise<void> {
+    const keep = new Set(assigned);
+    for (const task of [...this.#tasks.values()]) if (!keep.has(task.partition)) await this.#closeTask(task);
+    const fresh = assigned.filter((p) => !this.#tasks.has(p));
+    const tasks = fresh.map((partition) => this.#createTask(partition));
+    this.#joined = true;
+    if (tasks.length > 0) await this.#restore(tasks);
+  }
+
+  #createTask(partition: number): Task {
+    const task: Task = {
+      partition,
+      state: 'CREATED',
+      producer: null,
+      restored: Promise.resolve(),
+      events_next_offset: 0n,
+      last_checkpoint_ms: Date.now(),
+      checkpoint_in_flight: false,
+      changed_since_checkpoint: false,
+    };
+    this.#tasks.set(partition, task);
+    return task;
+  }
+
+  /** Restores several partitions with one changelog replay; each task's `restored` settles with it. */
+  #restore(tasks: Task[]): Promise<void> {
+    for (const task of tasks) transition(task, 'RESTORING');
+    const done = this.#restoreRetrying(tasks);
+    for (const task of tasks) task.restored = done;
+    return done;
+  }
+
+  /**
+   * A broker that is loaded, electing leaders or restarting answers NOT_LEADER, timeouts or closed
+   * connections for a while: retry those a bounded number of times; anything else, or the last failure,
+   * stops the node (crash-only: it restarts and rejoins).
+   */
+  async #restoreRetrying(tasks: Task[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const pending = tasks.filter((task) => task.state === 'RESTORING'); // revoked ones are skipped
+      if (pending.length === 0) return;
+      try {
+        return await this.#restoreNow(pending);
+      } catch (err) {
+        if (!isTransient(err) || attempt >= restore_attempts_max) throw err;
+        const backoff_ms = Math.min(500 * 2 ** attempt, 5000);
+        this.#o.log.warn({ err: (err as Error).message, attempt, backoff_ms }, 'restore failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, backoff_ms));
+      }
+    }
+  }
+
+  async #restoreNow(tasks: Task[], use_checkpoints = true): Promise<void> {
+    const started = performance.now();
+    // The producer's initTransactions fences any zombie and settles its open transaction, so the
+    // changelog's last stable offset is final for this partition before we replay up to it.
+    await Promise.all(tasks.map((task) => this.#ensureProducer(task)));
+    const targets = new Map<number, { from: bigint }>();
+    for (const task of tasks) {
+      const checkpoint = use_checkpoints ? await this.#o.checkpoints.load(task.partition) : null;
+      await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
+      targets.set(task.partition, { from: checkpoint?.offset ?? 0n });
+    }
+    try {
+      const result = await replayPartitions({
+        kafka: this.#o.kafka,
+        topic: this.#o.names.events,
+        group_prefix: this.#o.app_id,
+        targets,
+        timeout_ms: this.#o.restore_timeout_ms,
+        log: this.#o.log,
+        onEvents: (partition, values) => this.#o.lanes.replay(partition, encodeOwned(values)),
+      });
+      for (const task of tasks) {
+        task.events_next_offset = result.end.get(task.partition) ?? 0n;
+        if (task.state === 'RESTORING') transition(task, 'RUNNING');
+      }
+      this.#o.metrics.restore_events_replayed_total.inc(result.events_replayed);
+      this.#o.metrics.restore_duration_seconds.observe((performance.now() - started) / 1000);
+      this.#o.log.info(
+        { partitions: tasks.map((t) => t.partition), events_replayed: result.events_replayed },
+        'partitions restored',
+      );
+    } catch (err) {
+      if (!(err instanceof CheckpointAheadError) || !use_checkpoints) throw err;
+      // A checkpoint ahead of the changelog belongs to another incarnation of the topics: ignore it.
+      this.#o.log.warn({ err: err.message }, 'checkpoint ahead of changelog; replaying from the start');
+      await this.#restoreNow(tasks, false);
+    }
+  }
+
+  async #ensureProducer(task: Task): Promise<Producer> {
+    if (task.producer) return task.producer;
+    const eos = this.#o.guarantee !== 'at_least_once';
+    const producer = this.#o.kafka.producer({
+      ...(eos
+        ? {
+            transactionalId: `${this.#o.app_id}-${this.#o.names.commands}-${task.partition}`,
+            transactionTimeout: 30000,
+          }
+        : {}),
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers are written;
+      // kafkajs' default 300 ms first backoff made each transaction ~155 ms, 20 ms makes it ~27 ms.
+      retry: { retries: 10, initialRetryTime: 20, maxRetryTime: 1000 },
+    });
+    await producer.connect();
+    task.producer = producer;
+    return producer;
+  }
+
+  async #eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, isRunning, isStale } = payload;
+    const task = this.#tasks.get(batch.partition);
+    if (!task) return; // revoked between fetch and processing; the new owner takes it from the commit
+    await task.restored;
+    // A rebuild the broker's absence interrupted: retried here, at each delivery of the partition's batch.
+    if (task.state === 'FAILED') return this.#rebuild(task);
+    if (task.state !== 'RUNNING') return;
+    const messages = batch.messages;
+    for (let start = 0; start < messages.length; start += this.#o.batch_size_max) {
+      if (!isRunning() || isStale() || this.#stopping) return;
+      if (this.#laneSaturated(task.partition)) {
+        // Stop fetching this partition until its lane drains; the unprocessed rest is fetched again then.
+        this.#o.metrics.lane_pauses_total.inc();
+        const resume = payload.pause();
+        void this.#laneDrained(task.partition).then(resume);
+        return;
+      }
+      const chunk = messages.slice(start, start + this.#o.batch_size_max);
+      const ok = await this.#processChunk(task, chunk);
+      if (!ok) return;
+      const last_offset = chunk[chunk.length - 1]!.offset;
+      payload.resolveOffset(last_offset);
+      this.#o.metrics.consumer_lag_records.set(
+        { partition: String(batch.partition) },
+        Math.max(0, Number(batch.highWatermark) - Number(last_offset) - 1),
+      );
+      await payload.heartbeat();
+    }
+  }
+
+  #laneSaturated(partition: number): boolean {
+    const lane = this.#o.lanes.laneOf(partition);
+    return this.#o.lanes.queueDepth(lane) >= (this.#o.lane_batches_in_flight_max ?? 4);
+  }
+
+  /** Polls the lane's queue (bounded: at most restore_timeout_ms); a paused partition always resumes. */
+  async #laneDrained(partition: number): Promise<void> {
+    const deadline_ms = Date.now() + this.#o.restore_timeout_ms;
+    while (this.#laneSaturated(partition) && Date.now() < deadline_ms)
+      await new Promise((r) => setTimeout(r, 5));
+  }
+
+  /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
+  async #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+    const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
+    // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
+    // retrying it would fail the same way. Stop the node loudly instead of looping.
+    let output: BatchOutput;
+    let records: { topic: string; messages: Message[] }[];
+    try {
+      output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
+      records = this.#records(task.partition, output);
+    } catch (err) {
+      this.#fatal(err, `partition ${task.partition}: lane or routing invariant failed`);
+      throw err;
+    }
+    const next_offset = BigInt(chunk[chunk.length - 1]!.offset) + 1n;
+    for (const index of output.rejected) {
+      this.#o.log.error(
+        { partition: task.partition, offset: chunk[index]?.offset },
+        'undecodable command record skipped',
+      );
+    }
+    this.#o.metrics.batch_size_commands.observe(chunk.length);
+    try {
+      await this.#commit(task, records, output.events.length, next_offset);
+    } catch (err) {
+      await this.#recover(task, err);
+      return false;
+    }
+    if (output.events.length > 0) task.changed_since_checkpoint = true;
+    await this.#maybeCheckpoint(task, output.dirty_total);
+    return true;
+  }
+
+  async #commit(
+    task: Task,
+    topicMessages: { topic: string; messages: Message[] }[],
+    events_total: number,
+    next_offset: bigint,
+  ): Promise<void> {
+    const started = performance.now();
+    const producer = await this.#ensureProducer(task);
+    const offset = {
+      topic: this.#o.names.commands,
+      partition: task.partition,
+      offset: next_offset.toString(),
+    };
+    let metadata: RecordMetadata[] = [];
+    if (this.#o.guarantee === 'at_least_once') {
+      if (topicMessages.length > 0) metadata = await producer.sendBatch({ topicMessages, acks: -1 });
+      await this.#consumer.commitOffsets([offset]);
+    } else {
+      const txn = await producer.transaction();
+      try {
+        if (topicMessages.length > 0) metadata = await txn.sendBatch({ topicMessages, acks: -1 });
+        await txn.sendOffsets({
+          consumerGroupId: this.#group_id,
+          topics: [
+            { topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] },
+          ],
+        });
+        await txn.commit();
+      } catch (err) {
+        await txn.abort().catch(() => {});
+        throw err;
+      }
+    }
+    const events_meta = metadata.find((m) => m.topicName === this.#o.names.events);
+    if (events_meta?.baseOffset !== undefined && events_total > 0) {
+      task.events_next_offset = BigInt(events_meta.baseOffset) + BigInt(events_total);
+    }
+    this.#o.metrics.transaction_commit_duration_seconds.observe((performance.now() - started) / 1000);
+  }
+
+  #records(partition: number, output: BatchOutput): { topic: string; messages: Message[] }[] {
+    const { names, partitions_total } = this.#o;
+    const groups: { topic: string; messages: Message[] }[] = [];
+    if (output.events.length > 0) {
+      groups.push({
+        topic: names.events,
+        messages: output.events.map((e) => ({ partition, key: e.account_id, value: encode(e) })),
+      });
+    }
+    const by_topic = new Map<string, Message[]>();
+    for (const r of output.replies) {
+      const list = by_topic.get(r.reply_to) ?? [];
+      list.push({
+        partition: 0,
+        key: r.request_id,
+        value: encode({ request_id: r.request_id, reply: r.reply }),
+      });
+      by_topic.set(r.reply_to, list);
+    }
+    for (const [topic, messages] of by_topic) groups.push({ topic, messages });
+    if (output.follow_ups.length > 0) {
+      groups.push({
+        topic: names.commands,
+        messages: output.follow_ups.map((f) => {
+          const target = partitionOf(f.command, partitions_total);
+          if (target === null)
+            throw new Error(`routing invariant: follow-up ${f.command.command_id} has no owner`);
+          return { partition: target, key: f.command.command_id, value: encode(f) };
+        }),
+      });
+    }
+    return groups;
+  }
+
+  /**
+   * A failed or ambiguous transaction: the lane state may hold effects that were never committed (or were).
+   * Drop it, replace the producer (a new one with the same transactional id fences the old one, which may be
+   * stuck in COMMITTING/ABORTING: kafkajs #1275, #1355), rebuild from the changelog, and seek back to the
+   * committed offset so the batch is processed again on a state that matches the log.
+   */
+  async #recover(task: Task, err: unknown): Promise<void> {
+    this.#o.metrics.transactions_aborted_total.inc();
+    this.#o.log.warn(
+      { partition: task.partition, err: (err as Error).message, type: kafkaErrorType(err) },
+      'transaction failed; rebuilding partition',
+    );
+    if (task.state === 'CLOSED') return; // revoked meanwhile: the new owner starts from the last commit
+    transition(task, 'FAILED');
+    const old = task.producer;
+    task.producer = null;
+    await old?.disconnect().catch(() => {});
+    await this.#rebuild(task);
+  }
+
+  /**
+   * FAILED → RESTORING → RUNNING. If the broker is away meanwhile (ownership check, replay or committed
+   * offset fail), the task goes back to FAILED and the partition's next batch tries again (#eachBatch):
+   * it must never stay FAILED with its batches skipped.
+   */
+  async #rebuild(task: Task): Promise<void> {
+    try {
+      await this.#o.lanes.drop(task.partition);
+      // Re-initializing the transactional id fences whoever holds it. If we were fenced because another node
+      // now owns p (we are the zombie), doing so would fence the rightful owner: ask the group coordinator.
+      if (!(await this.#stillOwned(task.partition))) {
+        this.#o.log.warn({ partition: task.partition }, 'partition no longer owned; released');
+        await this.#closeTask(task);
+        return;
+      }
+      transition(task, 'RESTORING');
+      task.restored = this.#restoreNow([task]);
+      await task.restored;
+      const committed = await this.#committedOffset(task.partition);
+      this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset: committed });
+    } catch (err) {
+      task.restored = Promise.resolve();
+      if (task.state === 'RESTORING' || task.state === 'RUNNING') transition(task, 'FAILED');
+      this.#o.log.warn(
+        { partition: task.partition, err: (err as Error).message },
+        'partition rebuild failed; retried with its next batch',
+      );
+    }
+  }
+
+  /** The coordinator's current assignment, not our possibly stale view of it. */
+  async #stillOwned(partition: number): Promise<boolean> {
+    if (this.#stopping || this.#member_id === null) return false;
+    const { groups } = await this.#admin.describeGroups([this.#group_id]);
+    const member = groups[0]?.members.find((m) => m.memberId === this.#member_id);
+    if (!member || member.memberAssignment.length === 0) return false;
+    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+    return decoded?.assignment[this.#o.names.commands]?.includes(partition) ?? false;
+  }
+
+  async #committedOffset(partition: number): Promise<string> {
+    const [topic] = await this.#admin.fetchOffsets({
+      groupId: this.#group_id,
+      topics: [this.#o.names.commands],
+    });
+    const entry = topic?.partitions.find((p) => p.partition === partition);
+    const offset = entry?.offset ?? '-1';
+    return offset === '-1' ? '0' : offset;
+  }
+
+  /** Incremental checkpoint after the interval, or sooner once `checkpoint_dirty_max` entities changed. */
+  async #maybeCheckpoint(task: Task, dirty_total: number): Promise<void> {
+    const now_ms = Date.now();
+    if (!task.changed_since_checkpoint || task.checkpoint_in_flight) return;
+    const due = now_ms - task.last_checkpoint_ms >= this.#o.checkpoint_interval_ms;
+    if (!due && dirty_total < this.#o.checkpoint_dirty_max) return;
+    // Taken between two batches of this partition, after the commit: the delta brings the stored
+    // checkpoint to exactly the events below events_next_offset.
+    const started = performance.now();
+    const delta = decode<CheckpointDelta>(await this.#o.lanes.checkpoint(task.partition));
+    const offset = task.events_next_offset;
+    task.checkpoint_in_flight = true;
+    task.changed_since_checkpoint = false;
+    const { lanes, metrics } = this.#o;
+    this.#o.checkpoints
+      .write(task.partition, offset, delta, now_ms)
+      .then(async (written) => {
+        metrics.checkpoint_duration_seconds.observe((performance.now() - started) / 1000);
+        if (written) task.last_checkpoint_ms = now_ms;
+        else {
+          task.changed_since_checkpoint = true;
+          if (task.state === 'RUNNING') await lanes.checkpointFailed(task.partition).catch(() => {});
+        }
+      })
+      .finally(() => {
+        task.checkpoint_in_flight = false;
+      });
+  }
+
+  /** Once a second: age of the oldest unsaved change (replay a restart would cost), lane gauges. */
+  #reportCheckpointAge(now_ms: number): void {
+    let age_ms = 0;
+    for (const task of this.#tasks.values()) {
+      if (task.changed_since_checkpoint) age_ms = Math.max(age_ms, now_ms - task.last_checkpoint_ms);
+    }
+    this.#o.metrics.checkpoint_age_seconds.set(age_ms / 1000);
+    const { lanes, metrics } = this.#o;
+    for (let lane = 0; lane < lanes.count; lane++) {
+      metrics.lane_queue_depth_tasks.set({ lane: String(lane) }, lanes.queueDepth(lane));
+    }
+    lanes.stats().then(
+      (stats) => {
+        for (const [lane, s] of stats.entries()) metrics.lane_actors.set({ lane: String(lane) }, s.accounts);
+      },
+      () => {},
+    );
+  }
+
+  async #closeTask(task: Task): Promise<void> {
+    if (task.state === 'CLOSED') return;
+    transition(task, 'CLOSED');
+    this.#tasks.delete(task.partition);
+    this.#o.metrics.consumer_lag_records.remove({ partition: String(task.partition) });
+    await task.producer?.disconnect().catch(() => {});
+    task.producer = null;
+    await this.#o.lanes.drop(task.partition).catch(() => {});
+  }
+
+  #fatal(err: unknown, what: string): void {
+    this.#o.log.fatal({ err: (err as Error)?.message ?? String(err) }, `stream processor: ${what}`);
+    process.exitCode = 1;
+    process.kill(process.pid, 'SIGTERM');
+  }
+}
+
+const restore_attempts_max = 5;
+function transition(task: Task, to: TaskState): void {
+  if (!transitions[task.state].includes(to)) {
+    throw new Error(`task invariant: partition ${task.partition} cannot go ${task.state} → ${to}`);
+  }
+  task.state = to;
+}

@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+import type { Logger } from '../log.js';
+
+export interface ReplayTarget {
+  /** First events offset to replay (the checkpoint's offset, or 0). */
+  from: bigint;
+}
+
+export interface ReplayResult {
+  /** Per partition: the next offset after the replayed range (the last stable offset at start). */
+  end: Map<number, bigint>;
+  events_replayed: number;
+}
+
+export class RestoreTimeoutError extends Error {
+  override name = 'RestoreTimeoutError';
+}
+
+export class CheckpointAheadError extends Error {
+  override name = 'CheckpointAheadError';
+}
+
+/**
+ * Replays the changelog (events topic, read_committed) of the given partitions from their offsets up to the
+ * last stable offset seen at start. kafkajs has no manual assign, so a throwaway consumer group subscribes,
+ * pauses what it does not need and seeks the rest. Control records (transaction markers) never reach
+ * eachBatch, so progress is tracked through END_BATCH_PROCESS, which also fires for control-only batches.
+ */
+export async function replayPartitions(opts: {
+  kafka: Kafka;
+  topic: string;
+  group_prefix: string;
+  targets: Map<number, ReplayTarget>;
+  timeout_ms: number;
+  log: Logger;
+  onEvents: (partition: number, values: Buffer[]) => Promise<void>;
+}): Promise<ReplayResult> {
+  const { kafka, topic, targets } = opts;
+  const admin = kafka.admin();
+  await admin.connect();
+  const end = new Map<number, bigint>();
+  const all_partitions: number[] = [];
+  try {
+    for (const { partition, high, low } of await admin.fetchTopicOffsets(topic)) {
+      all_partitions.push(partition);
+      const target = targets.get(partition);
+      if (!target) continue;
+      end.set(partition, BigInt(high));
+      if (target.from > BigInt(high)) {
+        throw new CheckpointAheadError(
+          `partition ${partition}: checkpoint offset ${target.from} > end ${high}`,
+        );
+      }
+      if (target.from < BigInt(low))
+        throw new Error(`changelog invariant: partition ${partition} truncated below ${target.from}`);
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  const pending = new Map<number, bigint>();
+  for (const [partition, target] of targets) {
+    const stop = end.get(partition);
+    if (stop === undefined) throw new Error(`restore invariant: partition ${partition} not in ${topic}`);
+    if (target.from < stop) pending.set(partition, target.from);
+  }
+  if (pending.size === 0) return { end, events_replayed: 0 };
+  const events_replayed = await consumeRange({ ...opts, pending, end, all_partitions });
+  return { end, events_replayed };
+}
+
+async function consumeRange(opts: {
+  kafka: Kafka;
+  topic: string;
+  group_prefix: string;
+  timeout_ms: number;
+  log: Logger;
+  pending: Map<number, bigint>;
+  end: Map<number, bigint>;
+  all_partitions: number[];
+  onEvents: (partition: number, values: Buffer[]) => Promise<void>;
+}): Promise<number> {
+  const { kafka, topic, pending, end } = opts;
+  const group_id = `${opts.group_prefix}.restore.${randomUUID()}`;
+  const consumer = kafka.consumer({ groupId: group_id, readUncommitted: false, maxWaitTimeInMs: 100 });
+  let events_replayed = 0;
+  let settle: (err?: Error) => void = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    settle = (err) => (err ? reject(err) : resolve());
+  });
+  // A crash can settle `done` while connect/run are still awaited (kafkajs joins the group inside run):
+  // the `await done` below observes it; until then it must not count as an unhandled rejection (exit 1).
+  done.catch(() => {});
+  const advance = (partition: number, next: bigint) => {
+    const stop = end.get(partition);
+    if (!pending.has(partition) || stop === undefined) return;
+    if (next >= stop) {
+      pending.delete(partition);
+      consumer.pause([{ topic, partitions: [partition] }]);
+      if (pending.size === 0) settle();
+    }
+  };
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    if (payload.lastOffset !== null) advance(payload.partition, BigInt(payload.lastOffset) + 1n);
+  });
+  consumer.on(consumer.events.CRASH, ({ payload }) => settle(payload.error));
+  const timer = setTimeout(
+    () => settle(new RestoreTimeoutError(`restore timed out after ${opts.timeout_ms} ms`)),
+    opts.timeout_ms,
+  );
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: true,
+      eachBatch: async ({ batch }) => {
+        const from = pending.get(batch.partition);
+        const stop = end.get(batch.partition);
+        if (from === undefined || stop === undefined) return;
+        const values: Buffer[] = [];
+        for (const message of batch.messages) {
+          const offset = BigInt(message.offset);
+          if (offset >= from && offset < stop && message.value) values.push(message.value);
+        }
+        if (values.length > 0) await opts.onEvents(batch.partition, values);
+        events_replayed += values.length;
+      },
+    });
+    for (const [partition, from] of pending) consumer.seek({ topic, partition, offset: from.toString() });
+    const others = opts.all_partitions.filter((p) => !pending.has(p));
+    if (others.length > 0) consumer.pause([{ topic, partitions: others }]);
+    await done;
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect().catch(() => {});
+    await deleteGroup(kafka, group_id);
+  }
+  return events_replayed;
+}
+
+async function deleteGroup(kafka: Kafka, group_id: string): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.deleteGroups([group_id]);
+  } catch {
+    // A leftover empty group costs nothing and expires with offsets.retention; never fail a restore on it.
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}

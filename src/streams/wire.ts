@@ -1,0 +1,56 @@
+import { Packr } from 'msgpackr';
+import type { Command, DomainEvent, Reply } from '../domain/index.js';
+
+/**
+ * Wire records. Commands travel in an envelope that says where the reply goes; the domain only sees
+ * `command`. Records are msgpack (no shared structures: every record must decode alone, by any consumer,
+ * including the independent verifiers).
+ */
+export interface CommandEnvelope {
+  command: Command;
+  /** Reply topic of the gateway that waits for this command, or null for follow-up legs. */
+  reply_to: string | null;
+  request_id: string | null;
+  traceparent: string | null;
+}
+
+export interface ReplyRecord {
+  request_id: string;
+  reply: Reply;
+}
+
+export interface AddressedReply extends ReplyRecord {
+  reply_to: string;
+}
+
+/** What a lane returns for one batch of one partition. */
+export interface BatchOutput {
+  events: DomainEvent[];
+  replies: AddressedReply[];
+  follow_ups: CommandEnvelope[];
+  /** Indexes of input records that did not decode as a command envelope (skipped, logged). */
+  rejected: number[];
+  /** Entities of the partition changed since its last checkpoint (checkpoint early past a bound). */
+  dirty_total: number;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encode(value: unknown): Buffer {
+  return packr.pack(value);
+}
+
+export function decode<T>(bytes: Uint8Array): T {
+  return packr.unpack(bytes) as T;
+}
+
+/**
+ * msgpackr packs into a shared arena; a buffer that is transferred to another thread must own its memory,
+ * or the transfer would detach the arena.
+ */
+export function encodeOwned(value: unknown): Uint8Array {
+  const packed = packr.pack(value);
+  const owned = new Uint8Array(packed.byteLength);
+  owned.set(packed);
+  return owned;
+}

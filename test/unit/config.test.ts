@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, configKeys, loadConfig } from '../../src/config.js';
+
+const prod_vault = {
+  VAULT_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
+  VAULT_ACTIVE_KEY_ID: 'k1',
+  VAULT_FINGERPRINT_KEY: Buffer.alloc(32, 9).toString('base64'),
+};
+
+describe('config', () => {
+  it('loads the defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.port, 8080);
+    assert.equal(config.partitions, 64);
+    assert.equal(config.redis_url, 'redis://127.0.0.1:6379');
+    assert.ok(config.lanes_effective >= 1);
+  });
+
+  it('lets an environment variable override every key', () => {
+    assert.equal(loadConfig({ PORT: '9999' }).port, 9999);
+    assert.equal(loadConfig({ KAFKA_BROKERS: 'a:1,b:2' }).kafka_brokers, 'a:1,b:2');
+    assert.equal(loadConfig({ LANES: '3' }).lanes_effective, 3);
+    for (const key of configKeys()) {
+      assert.ok(key === key.toLowerCase(), `${key} maps to env ${key.toUpperCase()}`);
+    }
+  });
+
+  it('names the key of an invalid value', () => {
+    assert.throws(
+      () => loadConfig({ PORT: 'eighty' }),
+      (e: Error) => e instanceof ConfigError && /"port"/.test(e.message),
+    );
+    assert.throws(() => loadConfig({ PARTITIONS: '0' }), /"partitions"/);
+    assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /"log_level"/);
+    assert.throws(() => loadConfig({ REDIS_URL: 'http://x' }), /"redis_url"/);
+  });
+
+  it('refuses unknown keys in a config file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ prot: 1 }));
+    assert.throws(() => loadConfig({ CONFIG_FILE: file }), /prot/);
+    writeFileSync(file, JSON.stringify({ port: 7000 }));
+    assert.equal(loadConfig({ CONFIG_FILE: file }).port, 7000);
+  });
+
+  it('refuses production without real API keys', () => {
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /"api_keys"/);
+    assert.equal(
+      loadConfig({ NODE_ENV: 'production', API_KEYS: 'm1:sk_live_0123456789abcdef', ...prod_vault }).node_env,
+      'production',
+    );
+  });
+
+  it('refuses production with the development vault keys', () => {
+    const api = { NODE_ENV: 'production', API_KEYS: 'm1:sk_live_0123456789abcdef' };
+    assert.throws(() => loadConfig(api), /"vault_keys"/);
+    assert.throws(
+      () => loadConfig({ ...api, VAULT_KEYS: prod_vault.VAULT_KEYS, VAULT_ACTIVE_KEY_ID: 'k1' }),
+      /"vault_fingerprint_key"/,
+    );
+    assert.throws(() => loadConfig({ VAULT_ACTIVE_KEY_ID: 'nope' }), /"vault_active_key_id"/);
+    assert.throws(() => loadConfig({ TLS_CERT_FILE: '/x.pem' }), /"tls_key_file"/);
+  });
+});
