@@ -41,6 +41,11 @@ export function createMetrics() {
       help: 'Events replayed from the changelog during restores',
       registers: [registry],
     }),
+    restore_failures_total: new Counter({
+      name: 'restore_failures_total',
+      help: 'Restore attempts that failed on a transient broker error and were retried (broker away or loading)',
+      registers: [registry],
+    }),
     checkpoint_age_seconds: new Gauge({
       name: 'checkpoint_age_seconds',
       help: 'Seconds since the oldest successful checkpoint among owned partitions with unsaved changes',

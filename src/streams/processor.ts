@@ -88,6 +88,8 @@ export class StreamProcessor {
   #stopping = false;
   #age_timer: NodeJS.Timeout | null = null;
   #member_id: string | null = null;
+  /** Assignments are handled one at a time, in the order the group delivered them. */
+  #assignments: Promise<void> = Promise.resolve();
 
   constructor(opts: ProcessorOptions) {
     this.#o = opts;
@@ -122,7 +124,9 @@ export class StreamProcessor {
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
       this.#member_id = payload.memberId;
       const assigned = payload.memberAssignment[this.#o.names.commands] ?? [];
-      this.#onAssignment(assigned).catch((err) => this.#fatal(err, 'assignment'));
+      this.#assignments = this.#assignments
+        .then(() => this.#onAssignment(assigned))
+        .catch((err) => this.#fatal(err, 'assignment'));
     });
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       if (!payload.restart) this.#fatal(payload.error, 'consumer crashed without restart');
@@ -149,13 +153,18 @@ export class StreamProcessor {
     await this.#admin.disconnect();
   }
 
+  /**
+   * Closes revoked tasks and starts restoring fresh ones without waiting for the restore: a restore waits
+   * out a broker outage, and the next assignment (which may revoke what is being restored) must not wait
+   * for it. A restore failure that is not transient is a bug: it stops the node.
+   */
   async #onAssignment(assigned: number[]): Promise<void> {
     const keep = new Set(assigned);
     for (const task of [...this.#tasks.values()]) if (!keep.has(task.partition)) await this.#closeTask(task);
     const fresh = assigned.filter((p) => !this.#tasks.has(p));
     const tasks = fresh.map((partition) => this.#createTask(partition));
     this.#joined = true;
-    if (tasks.length > 0) await this.#restore(tasks);
+    if (tasks.length > 0) this.#restore(tasks).catch((err) => this.#fatal(err, 'restore'));
   }
 
   #createTask(partition: number): Task {
@@ -183,21 +192,27 @@ export class StreamProcessor {
 
   /**
    * A broker that is loaded, electing leaders or restarting answers NOT_LEADER, timeouts or closed
-   * connections for a while: retry those a bounded number of times; anything else, or the last failure,
-   * stops the node (crash-only: it restarts and rejoins).
+   * connections for a while, and a broker outage lasts as long as it lasts: transient failures are retried,
+   * with a backoff capped at 5 s, for as long as the partitions stay assigned (readyz stays 503 meanwhile).
+   * Anything else is a bug and stops the node (crash-only: it restarts and rejoins).
    */
   async #restoreRetrying(tasks: Task[]): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const pending = tasks.filter((task) => task.state === 'RESTORING'); // revoked ones are skipped
-      if (pending.length === 0) return;
-      try {
-        return await this.#restoreNow(pending);
-      } catch (err) {
-        if (!isTransient(err) || attempt >= restore_attempts_max) throw err;
-        const backoff_ms = Math.min(500 * 2 ** attempt, 5000);
-        this.#o.log.warn({ err: (err as Error).message, attempt, backoff_ms }, 'restore failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, backoff_ms));
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const pending = tasks.filter((task) => task.state === 'RESTORING'); // revoked ones are skipped
+        if (pending.length === 0 || this.#stopping) return;
+        try {
+          return await this.#restoreNow(pending);
+        } catch (err) {
+          if (!isTransient(err)) throw err;
+          const backoff_ms = Math.min(500 * 2 ** attempt, restore_backoff_ms_max);
+          this.#o.metrics.restore_failures_total.inc();
+          this.#o.log.warn({ err: (err as Error).message, attempt, backoff_ms }, 'restore failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, backoff_ms));
+        }
       }
+    } finally {
+      await this.#releaseRevoked(tasks); // also those revoked between two attempts
     }
   }
 
@@ -207,12 +222,17 @@ export class StreamProcessor {
     // changelog's last stable offset is final for this partition before we replay up to it.
     await Promise.all(tasks.map((task) => this.#ensureProducer(task)));
     const targets = new Map<number, { from: bigint }>();
-    for (const task of tasks) {
-      const checkpoint = use_checkpoints ? await this.#o.checkpoints.load(task.partition) : null;
-      await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
-      targets.set(task.partition, { from: checkpoint?.offset ?? 0n });
-    }
+    const by_partition = new Map(tasks.map((task) => [task.partition, task]));
+    // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
+    const live = (partition: number) => by_partition.get(partition)?.state === 'RESTORING';
     try {
+      for (const task of tasks) {
+        const checkpoint = use_checkpoints ? await this.#o.checkpoints.load(task.partition) : null;
+        if (!live(task.partition)) continue;
+        await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
+        targets.set(task.partition, { from: checkpoint?.offset ?? 0n });
+      }
+      if (targets.size === 0) return;
       const result = await replayPartitions({
         kafka: this.#o.kafka,
         topic: this.#o.names.events,
@@ -220,7 +240,9 @@ export class StreamProcessor {
         targets,
         timeout_ms: this.#o.restore_timeout_ms,
         log: this.#o.log,
-        onEvents: (partition, values) => this.#o.lanes.replay(partition, encodeOwned(values)),
+        onEvents: async (partition, values) => {
+          if (live(partition)) await this.#o.lanes.replay(partition, encodeOwned(values));
+        },
       });
       for (const task of tasks) {
         task.events_next_offset = result.end.get(task.partition) ?? 0n;
@@ -237,6 +259,19 @@ export class StreamProcessor {
       // A checkpoint ahead of the changelog belongs to another incarnation of the topics: ignore it.
       this.#o.log.warn({ err: err.message }, 'checkpoint ahead of changelog; replaying from the start');
       await this.#restoreNow(tasks, false);
+    } finally {
+      await this.#releaseRevoked(tasks);
+    }
+  }
+
+  /**
+   * Drops the lane state of tasks revoked while they were restoring (#closeTask leaves it to the restore,
+   * which may still be loading it), unless the partition came back meanwhile as a new task that owns it.
+   */
+  async #releaseRevoked(tasks: Task[]): Promise<void> {
+    for (const task of tasks) {
+      if (task.state !== 'CLOSED' || this.#tasks.has(task.partition)) continue;
+      await this.#o.lanes.drop(task.partition);
     }
   }
 
@@ -531,12 +566,13 @@ export class StreamProcessor {
 
   async #closeTask(task: Task): Promise<void> {
     if (task.state === 'CLOSED') return;
+    const restoring = task.state === 'RESTORING'; // its restore releases the lane state when it ends
     transition(task, 'CLOSED');
     this.#tasks.delete(task.partition);
     this.#o.metrics.consumer_lag_records.remove({ partition: String(task.partition) });
     await task.producer?.disconnect().catch(() => {});
     task.producer = null;
-    await this.#o.lanes.drop(task.partition).catch(() => {});
+    if (!restoring) await this.#o.lanes.drop(task.partition).catch(() => {});
   }
 
   #fatal(err: unknown, what: string): void {
@@ -546,7 +582,7 @@ export class StreamProcessor {
   }
 }
 
-const restore_attempts_max = 5;
+const restore_backoff_ms_max = 5_000;
 function transition(task: Task, to: TaskState): void {
   if (!transitions[task.state].includes(to)) {
     throw new Error(`task invariant: partition ${task.partition} cannot go ${task.state} → ${to}`);

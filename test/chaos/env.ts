@@ -356,6 +356,20 @@ export class NodeSlot {
   log(): string {
     return this.outputs.map((o) => o.join('')).join('\n----- restart -----\n');
   }
+
+  /**
+   * The last lines of the current run's output at pino level ≥ 50 (error, fatal) or not JSON (a crash's
+   * stack), kafkajs' own chatter left out: why a node died, for a failure message that CI prints.
+   */
+  errorTail(lines_max = 6): string {
+    const lines = (this.outputs.at(-1) ?? []).join('').split('\n');
+    const picked = lines.filter((line) => {
+      if (line.trim() === '') return false;
+      if (!line.startsWith('{')) return true;
+      return /"level":(5|6)0/.test(line) && !line.includes('"component":"kafkajs"');
+    });
+    return picked.slice(-lines_max).map((line) => line.slice(0, 400)).join('\n');
+  }
 }
 
 export function nodeEnv(opts: {
