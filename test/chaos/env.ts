@@ -368,7 +368,10 @@ export class NodeSlot {
       if (!line.startsWith('{')) return true;
       return /"level":(5|6)0/.test(line) && !line.includes('"component":"kafkajs"');
     });
-    return picked.slice(-lines_max).map((line) => line.slice(0, 400)).join('\n');
+    return picked
+      .slice(-lines_max)
+      .map((line) => line.slice(0, 400))
+      .join('\n');
   }
 }
 
