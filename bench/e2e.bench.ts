@@ -232,6 +232,10 @@ async function startNode(): Promise<NodeRun> {
     // The per-merchant limit (default 5,000/s) would cap the bench: the generator is one merchant.
     RATE_LIMIT_PER_S: '10000000',
     RATE_LIMIT_BURST: '10000000',
+    // The default risk rules (20 payments a minute per account) would turn most of the load into
+    // `402 velocity_exceeded`: a few thousand accounts at thousands of payments/s pay several times a second.
+    RISK_VELOCITY_COUNT_MAX: '10000',
+    RISK_AMOUNT_PER_DAY_MAX: '1000000000000',
   };
   if (args.partitions) env.PARTITIONS = args.partitions;
   const cmd = ['dist/node.js'];

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import type { RiskRules } from './domain/index.js';
 
 /**
  * Configuration: config/default.json, then an optional JSON file named by CONFIG_FILE, then one environment
@@ -25,7 +26,7 @@ const schema = z
     api_keys: z.string(),
     lanes: z.number().int().min(0).max(64),
     batch_size_max: z.number().int().min(1).max(10_000),
-    lane_batches_in_flight_max: z.number().int().min(1).max(64),
+    lane_batches_in_flight_max: z.number().int().min(1).max(1024),
     reply_timeout_ms: z.number().int().min(10).max(60_000),
     pending_replies_max: z.number().int().min(1).max(1_000_000),
     request_body_max_bytes: z.number().int().min(256).max(1_048_576),
@@ -58,6 +59,10 @@ const schema = z
       .int()
       .min(65_536)
       .max(64 * 1_048_576),
+    risk_velocity_count_max: z.number().int().min(1).max(10_000),
+    risk_velocity_window_ms: z.number().int().min(1000).max(86_400_000),
+    risk_amount_per_day_max: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    risk_single_payment_max: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     tls_cert_file: z.string(),
     tls_key_file: z.string(),
   })
@@ -65,6 +70,16 @@ const schema = z
 
 export type Config = z.infer<typeof schema> & { lanes_effective: number };
 export type ConfigKey = keyof z.infer<typeof schema>;
+
+/** The node-wide default risk rules of new accounts (the domain's RiskRules), from the risk_* keys. */
+export function riskRules(config: Config): RiskRules {
+  return {
+    velocity_count_max: config.risk_velocity_count_max,
+    velocity_window_ms: config.risk_velocity_window_ms,
+    amount_per_day_max: config.risk_amount_per_day_max,
+    single_payment_max: config.risk_single_payment_max,
+  };
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

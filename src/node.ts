@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { Lanes } from './actors/lanes.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig, riskRules } from './config.js';
 import { ApiKeys, dev_api_key } from './gateway/auth.js';
 import { CommandSender } from './gateway/commands.js';
 import { createGateway } from './gateway/index.js';
@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     lanes: config.lanes_effective,
     partitions_total: config.partitions,
     lane_queue_max: config.lane_batches_in_flight_max * config.partitions,
+    domain_config: { risk_rules: riskRules(config) },
   });
   const checkpoints = new Checkpoints({
     redis,

@@ -59,7 +59,11 @@ export interface ProcessorOptions {
   batch_size_max: number;
   checkpoint_interval_ms: number;
   checkpoint_dirty_max: number;
-  /** Lane batches queued behind the running one; past it, partitions of that lane are paused. Default 4. */
+  /**
+   * Lane batches queued behind the running one; past it, partitions of that lane are paused. Default 64.
+   * The consumer delivers at most one batch per partition at a time, so a value ≥ the partitions a lane
+   * holds never pauses; a lower one pauses partitions that are ready and costs them a fetch round.
+   */
   lane_batches_in_flight_max?: number;
   session_timeout_ms: number;
   restore_timeout_ms: number;
@@ -329,7 +333,7 @@ export class StreamProcessor {
 
   #laneSaturated(partition: number): boolean {
     const lane = this.#o.lanes.laneOf(partition);
-    return this.#o.lanes.queueDepth(lane) >= (this.#o.lane_batches_in_flight_max ?? 4);
+    return this.#o.lanes.queueDepth(lane) >= (this.#o.lane_batches_in_flight_max ?? 64);
   }
 
   /** Polls the lane's queue (bounded: at most restore_timeout_ms); a paused partition always resumes. */

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, configKeys, loadConfig } from '../../src/config.js';
+import { ConfigError, configKeys, loadConfig, riskRules } from '../../src/config.js';
+import { DEFAULT_RISK_RULES, resolveConfig } from '../../src/domain/state.js';
 
 const prod_vault = {
   VAULT_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
@@ -27,6 +28,16 @@ describe('config', () => {
     for (const key of configKeys()) {
       assert.ok(key === key.toLowerCase(), `${key} maps to env ${key.toUpperCase()}`);
     }
+  });
+
+  it('gives new accounts the risk rules of the risk_* keys, the domain defaults unless set', () => {
+    assert.deepEqual(riskRules(loadConfig({})), DEFAULT_RISK_RULES);
+    const rules = riskRules(loadConfig({ RISK_VELOCITY_COUNT_MAX: '500', RISK_SINGLE_PAYMENT_MAX: '7' }));
+    assert.equal(rules.velocity_count_max, 500);
+    assert.equal(rules.single_payment_max, 7);
+    assert.deepEqual(resolveConfig({ risk_rules: rules }).risk_rules, rules, 'the domain accepts them');
+    assert.throws(() => loadConfig({ RISK_VELOCITY_COUNT_MAX: '0' }), /"risk_velocity_count_max"/);
+    assert.throws(() => loadConfig({ RISK_VELOCITY_COUNT_MAX: '10001' }), /"risk_velocity_count_max"/);
   });
 
   it('names the key of an invalid value', () => {
