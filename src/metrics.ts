@@ -85,6 +85,12 @@ export function createMetrics() {
       help: 'Checkpoint writes to Redis that failed (processing continues; Redis is an accelerator)',
       registers: [registry],
     }),
+    replies_delivered_total: new Counter({
+      name: 'gateway_replies_delivered_total',
+      help: 'Committed replies matched to a waiting request, by path: local (this node committed it) or topic (another node did, through the reply topic)',
+      labelNames: ['path'] as const,
+      registers: [registry],
+    }),
     replies_pending: new Gauge({
       name: 'gateway_replies_pending',
       help: 'Requests waiting for a committed reply',

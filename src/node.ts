@@ -39,6 +39,16 @@ async function main(): Promise<void> {
     key_prefix: `${config.redis_key_prefix}${config.topic_prefix}:`,
     log_interval_ms: 10_000,
   });
+  const waiter = new ReplyWaiter({
+    kafka,
+    topic: reply_topic,
+    group_id: `${config.topic_prefix}.gateway.${config.node_id}`,
+    timeout_ms: config.reply_timeout_ms,
+    pending_max: config.pending_replies_max,
+    session_timeout_ms: config.session_timeout_ms,
+    log,
+    metrics,
+  });
   const processor = new StreamProcessor({
     kafka,
     lanes,
@@ -54,16 +64,7 @@ async function main(): Promise<void> {
     restore_timeout_ms: config.startup_timeout_ms,
     log,
     metrics,
-  });
-  const waiter = new ReplyWaiter({
-    kafka,
-    topic: reply_topic,
-    group_id: `${config.topic_prefix}.gateway.${config.node_id}`,
-    timeout_ms: config.reply_timeout_ms,
-    pending_max: config.pending_replies_max,
-    session_timeout_ms: config.session_timeout_ms,
-    log,
-    metrics,
+    local_replies: { topic: reply_topic, deliver: (replies) => waiter.deliverCommitted(replies) },
   });
   const sender = new CommandSender({
     kafka,

@@ -69,8 +69,10 @@ export class ReplyWaiter {
     await this.#consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
+        let delivered = 0;
         for (const message of batch.messages)
-          if (message.value) this.#deliver(decode<ReplyRecord>(message.value));
+          if (message.value && this.#deliver(decode<ReplyRecord>(message.value))) delivered++;
+        if (delivered > 0) this.#metrics.replies_delivered_total.inc({ path: 'topic' }, delivered);
       },
     });
     this.#timer = setInterval(() => this.#expire(Date.now()), 25);
@@ -92,6 +94,14 @@ export class ReplyWaiter {
     while (this.#pending.size > 0 && Date.now() < deadline_ms) await new Promise((r) => setTimeout(r, 20));
   }
 
+  /** Replies of a transaction that has committed on this node (the processor's local delivery). */
+  deliverCommitted(records: readonly ReplyRecord[]): void {
+    let delivered = 0;
+    for (const record of records) if (this.#deliver(record)) delivered++;
+    this.#metrics.replies_delivered_total.inc({ path: 'local' }, delivered);
+    this.#metrics.replies_pending.set(this.#pending.size);
+  }
+
   cancel(request_id: string): void {
     this.#pending.get(request_id)?.resolve(null);
     this.#pending.delete(request_id);
@@ -104,11 +114,13 @@ export class ReplyWaiter {
     await this.#consumer.disconnect();
   }
 
-  #deliver(record: ReplyRecord): void {
+  /** True when a request was waiting for it. */
+  #deliver(record: ReplyRecord): boolean {
     const entry = this.#pending.get(record.request_id);
-    if (!entry) return;
+    if (!entry) return false;
     this.#pending.delete(record.request_id);
     entry.resolve(record.reply);
+    return true;
   }
 
   #expire(now_ms: number): void {

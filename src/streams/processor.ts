@@ -19,7 +19,7 @@ import { isTransient, kafkaErrorType } from './kafka-errors.js';
 import { CheckpointAheadError, replayPartitions } from './restore.js';
 import { partitionOf } from './route.js';
 import type { TopicNames } from './topics.js';
-import { type BatchOutput, decode, encode, encodeOwned } from './wire.js';
+import { type BatchOutput, decode, encode, encodeOwned, type ReplyRecord } from './wire.js';
 
 /**
  * Task state of one input partition (Kafka Streams vocabulary):
@@ -75,6 +75,12 @@ export interface ProcessorOptions {
    * crash between the two applies the batch twice. It exists to measure what exactly-once costs.
    */
   guarantee?: 'exactly_once' | 'at_least_once';
+  /**
+   * This node's gateway: replies addressed to `topic` are handed to `deliver` once their transaction has
+   * committed, instead of being produced to the node's reply topic and read back. Replies to other nodes'
+   * gateways still travel through their reply topics.
+   */
+  local_replies?: { topic: string; deliver: (replies: ReplyRecord[]) => void };
 }
 
 /**
@@ -350,9 +356,10 @@ export class StreamProcessor {
     // retrying it would fail the same way. Stop the node loudly instead of looping.
     let output: BatchOutput;
     let records: { topic: string; messages: Message[] }[];
+    const local: ReplyRecord[] = [];
     try {
       output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
-      records = this.#records(task.partition, output);
+      records = this.#records(task.partition, output, local);
     } catch (err) {
       this.#fatal(err, `partition ${task.partition}: lane or routing invariant failed`);
       throw err;
@@ -371,6 +378,7 @@ export class StreamProcessor {
       await this.#recover(task, err);
       return false;
     }
+    if (local.length > 0) this.#o.local_replies?.deliver(local); // committed: safe to acknowledge
     if (output.events.length > 0) task.changed_since_checkpoint = true;
     await this.#maybeCheckpoint(task, output.dirty_total);
     return true;
@@ -416,8 +424,14 @@ export class StreamProcessor {
     this.#o.metrics.transaction_commit_duration_seconds.observe((performance.now() - started) / 1000);
   }
 
-  #records(partition: number, output: BatchOutput): { topic: string; messages: Message[] }[] {
+  /** The batch's records by topic; replies for this node's own gateway go to `local` instead. */
+  #records(
+    partition: number,
+    output: BatchOutput,
+    local: ReplyRecord[],
+  ): { topic: string; messages: Message[] }[] {
     const { names, partitions_total } = this.#o;
+    const local_topic = this.#o.local_replies?.topic;
     const groups: { topic: string; messages: Message[] }[] = [];
     if (output.events.length > 0) {
       groups.push({
@@ -427,6 +441,10 @@ export class StreamProcessor {
     }
     const by_topic = new Map<string, Message[]>();
     for (const r of output.replies) {
+      if (r.reply_to === local_topic) {
+        local.push({ request_id: r.request_id, reply: r.reply });
+        continue;
+      }
       const list = by_topic.get(r.reply_to) ?? [];
       list.push({
         partition: 0,

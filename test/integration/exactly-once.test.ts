@@ -199,6 +199,10 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
     assert.deepEqual(verdict.violations, []);
     const metrics = await (await fetch(`${a.base}/metrics`)).text();
     assert.match(metrics, /lane_pauses_total [1-9]/, 'saturated lanes paused their partitions');
+    // Requests to node-a whose partition node-b owned were answered through node-a's reply topic; the
+    // rest straight from node-a's own commits.
+    assert.match(metrics, /gateway_replies_delivered_total\{path="local"\} [1-9]/, 'local replies');
+    assert.match(metrics, /gateway_replies_delivered_total\{path="topic"\} [1-9]/, 'replies via topic');
   });
 
   it('fences a zombie producer: it cannot commit after the owner took its transactional id back', async () => {
