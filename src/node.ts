@@ -146,6 +146,9 @@ async function connectRedis(config: Config, log: Logger): Promise<Redis> {
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
+    // Every request with an Idempotency-Key costs a fence SET: commands issued in the same tick leave in one
+    // socket write instead of one each (one write per command was 7.6 % of the main thread at 5,500/s).
+    enableAutoPipelining: true,
   });
   redis.on('error', () => {}); // reconnection is automatic; failures are counted where commands fail
   try {
