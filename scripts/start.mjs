@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { ensureLocalKafka } from './local-kafka.mjs';
 
-const { brokers } = ensureLocalKafka();
+const { brokers } = await ensureLocalKafka();
 const port = process.env.PORT ?? '8080';
 const child = spawn(process.execPath, ['dist/node.js'], {
   stdio: 'inherit',

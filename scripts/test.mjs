@@ -27,7 +27,7 @@ for (const [cmd, args] of [
 
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : testFiles('test');
-const { brokers, started } = ensureLocalKafka();
+const { brokers, started } = await ensureLocalKafka({ free_ports_if_taken: true });
 let status = 1;
 try {
   status = run(
