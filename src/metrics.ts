@@ -85,6 +85,11 @@ export function createMetrics() {
       help: 'Checkpoint writes to Redis that failed (processing continues; Redis is an accelerator)',
       registers: [registry],
     }),
+    produce_producer_replaced_total: new Counter({
+      name: 'gateway_produce_producer_replaced_total',
+      help: 'Command producers replaced after a batch failed with a lost idempotence state (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER)',
+      registers: [registry],
+    }),
     replies_delivered_total: new Counter({
       name: 'gateway_replies_delivered_total',
       help: 'Committed replies matched to a waiting request, by path: local (this node committed it) or topic (another node did, through the reply topic)',

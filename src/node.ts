@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     linger_ms: config.produce_linger_ms,
     batch_max: config.produce_batch_max,
     metrics,
+    log,
   });
   const timed = async (name: string, p: Promise<void>) => {
     const t0 = Date.now();

@@ -1,5 +1,7 @@
 import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { producerStateLost } from '../streams/kafka-errors.js';
 import { type CommandEnvelope, encode } from '../streams/wire.js';
 
 interface Queued {
@@ -22,9 +24,15 @@ export class ProduceQueueFull extends Error {
  * ~ one broker round trip + linger. A command the broker accepted is durable before its reply is awaited.
  *
  *   send() → queue (≤ queue_max) ──linger or batch_max──▶ sendBatch ──ack──▶ resolve each
+ *
+ * A batch that fails with a lost producer state (OUT_OF_ORDER_SEQUENCE_NUMBER after a broker restart, …)
+ * would make every later batch fail the same way: the producer is replaced by a new one (new producer id)
+ * before the next batch leaves; what queues meanwhile waits (bounded by queue_max, then 503).
  */
 export class CommandSender {
-  readonly #producer: Producer;
+  #producer: Producer;
+  readonly #create: () => Producer;
+  readonly #log: Logger | null;
   readonly #topic: string;
   readonly #linger_ms: number;
   readonly #batch_max: number;
@@ -34,21 +42,35 @@ export class CommandSender {
   #timer: NodeJS.Timeout | null = null;
   #in_flight = false;
 
-  constructor(opts: { kafka: Kafka; topic: string; linger_ms: number; batch_max: number; metrics: Metrics }) {
+  #stopped = false;
+  #connected = false;
+
+  constructor(opts: {
+    kafka: Kafka;
+    topic: string;
+    linger_ms: number;
+    batch_max: number;
+    metrics: Metrics;
+    log?: Logger;
+    /** Tests only: where producers come from (default: an idempotent kafkajs producer of `kafka`). */
+    createProducer?: () => Producer;
+  }) {
     this.#topic = opts.topic;
     this.#linger_ms = opts.linger_ms;
     this.#batch_max = opts.batch_max;
     this.#queue_max = opts.batch_max * 64;
     this.#metrics = opts.metrics;
-    this.#producer = opts.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-    });
+    this.#log = opts.log ?? null;
+    this.#create =
+      opts.createProducer ??
+      (() =>
+        opts.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }));
+    this.#producer = this.#create();
   }
 
   async start(): Promise<void> {
     await this.#producer.connect();
+    this.#connected = true;
   }
 
   /** Resolves once the broker acknowledged the command (acks=all); rejects on failure or a full queue. */
@@ -64,6 +86,7 @@ export class CommandSender {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     while (this.#in_flight || this.#queue.length > 0) {
@@ -86,19 +109,37 @@ export class CommandSender {
     const batch = this.#queue.splice(0, this.#batch_max);
     this.#in_flight = true;
     this.#metrics.produce_batch_size_commands.observe(batch.length);
-    this.#producer
-      .sendBatch({ topicMessages: [{ topic: this.#topic, messages: batch.map((q) => q.message) }], acks: -1 })
+    this.#send(batch.map((q) => q.message))
       .then(
         () => {
           for (const queued of batch) queued.resolve();
         },
-        (err: Error) => {
+        async (err: Error) => {
           for (const queued of batch) queued.reject(err);
+          if (producerStateLost(err) && !this.#stopped) await this.#replaceProducer(err);
         },
       )
       .finally(() => {
         this.#in_flight = false;
         if (this.#queue.length > 0) this.#flush();
       });
+  }
+
+  /** The new producer connects before the next batch leaves (#send), which retries if the broker is away. */
+  async #replaceProducer(cause: Error): Promise<void> {
+    this.#metrics.produce_producer_replaced_total.inc();
+    this.#log?.warn({ err: cause.message }, 'command producer lost its idempotence state; replacing it');
+    const old = this.#producer;
+    this.#producer = this.#create();
+    this.#connected = false;
+    await old.disconnect().catch(() => {});
+  }
+
+  async #send(messages: Message[]): Promise<void> {
+    if (!this.#connected) {
+      await this.#producer.connect();
+      this.#connected = true;
+    }
+    await this.#producer.sendBatch({ topicMessages: [{ topic: this.#topic, messages }], acks: -1 });
   }
 }

@@ -33,3 +33,21 @@ export function kafkaErrorType(err: unknown): string | null {
   }
   return null;
 }
+
+/**
+ * Protocol errors after which an idempotent (non-transactional) producer cannot go on: its producer id or
+ * sequence numbers no longer match the broker's (seen after a broker restart: every later batch fails with
+ * OUT_OF_ORDER_SEQUENCE_NUMBER). librdkafka treats them as fatal; kafkajs retries nothing and stays stuck.
+ * The remedy is a new producer (a new producer id, sequences from 0).
+ */
+const producer_state_lost_types = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+  'INVALID_PRODUCER_ID_MAPPING',
+]);
+
+export function producerStateLost(err: unknown): boolean {
+  const type = kafkaErrorType(err);
+  return type !== null && producer_state_lost_types.has(type);
+}

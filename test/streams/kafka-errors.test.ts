@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import kafkajs from 'kafkajs';
-import { isTransient, kafkaErrorType } from '../../src/streams/kafka-errors.js';
+import { isTransient, kafkaErrorType, producerStateLost } from '../../src/streams/kafka-errors.js';
 import { RestoreTimeoutError } from '../../src/streams/restore.js';
 
 const { KafkaJSConnectionError, KafkaJSNumberOfRetriesExceeded } = kafkajs;
@@ -35,6 +35,23 @@ describe('kafka error classification', () => {
     );
     assert.equal(isTransient(new KafkaJSConnectionError('closed')), true);
     assert.equal(isTransient(new RestoreTimeoutError('slow')), true);
+  });
+
+  it('tells a lost idempotent producer state (replace the producer) from transient failures', () => {
+    const out_of_order = new KafkaJSProtocolError({
+      message: 'out of order',
+      type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
+      code: 45,
+      retriable: false,
+    });
+    assert.equal(producerStateLost(out_of_order), true);
+    assert.equal(
+      producerStateLost(new KafkaJSNumberOfRetriesExceeded(out_of_order, { retryCount: 1, retryTime: 1 })),
+      true,
+    );
+    assert.equal(producerStateLost(fenced), true);
+    assert.equal(producerStateLost(not_leader), false);
+    assert.equal(producerStateLost(new KafkaJSConnectionError('closed')), false);
   });
 
   it('does not retry bugs or fencing', () => {

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import kafkajs, { type Kafka, type Producer } from 'kafkajs';
+import { CommandSender } from '../../src/gateway/commands.js';
+import { createMetrics } from '../../src/metrics.js';
+import type { CommandEnvelope } from '../../src/streams/wire.js';
+
+// kafkajs' typings declare (Error | string); at run time it takes the protocol error descriptor.
+const KafkaJSProtocolError = kafkajs.KafkaJSProtocolError as unknown as new (descriptor: {
+  message: string;
+  type: string;
+  code: number;
+  retriable: boolean;
+}) => Error;
+const out_of_order = () =>
+  new KafkaJSProtocolError({
+    message: 'The broker received an out of order sequence number',
+    type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
+    code: 45,
+    retriable: false,
+  });
+
+/** A scripted stand-in for one kafkajs producer: each sendBatch takes the next outcome of its script. */
+function scriptedProducer(script: (Error | null)[], log: string[], name: string): Producer {
+  return {
+    connect: async () => void log.push(`${name}.connect`),
+    disconnect: async () => void log.push(`${name}.disconnect`),
+    sendBatch: async ({ topicMessages }: { topicMessages: { messages: unknown[] }[] }) => {
+      const outcome = script.shift() ?? null;
+      log.push(`${name}.send(${topicMessages[0]?.messages.length}) ${outcome ? 'fails' : 'ok'}`);
+      if (outcome) throw outcome;
+      return [];
+    },
+  } as unknown as Producer;
+}
+
+function sender(scripts: (Error | null)[][], log: string[]) {
+  let made = 0;
+  return new CommandSender({
+    kafka: null as unknown as Kafka,
+    topic: 't',
+    linger_ms: 0,
+    batch_max: 10,
+    metrics: createMetrics(),
+    createProducer: () => {
+      const name = `p${made}`;
+      return scriptedProducer(scripts[made++] ?? [], log, name);
+    },
+  });
+}
+
+const envelope = { request_id: 'r' } as unknown as CommandEnvelope;
+
+describe('command sender', () => {
+  it('replaces a producer whose idempotence state was lost; the next batch leaves on the new one', async () => {
+    const log: string[] = [];
+    const s = sender([[out_of_order(), out_of_order()], [null]], log);
+    await s.start();
+    await assert.rejects(s.send(envelope, 0, 'k1'), /out of order/);
+    await s.send(envelope, 0, 'k2'); // would fail again on the old producer
+    assert.deepEqual(log, [
+      'p0.connect',
+      'p0.send(1) fails',
+      'p0.disconnect',
+      'p1.connect',
+      'p1.send(1) ok',
+    ]);
+  });
+
+  it('keeps its producer through transient failures such as a closed connection', async () => {
+    const log: string[] = [];
+    const s = sender([[new kafkajs.KafkaJSConnectionError('closed'), null]], log);
+    await s.start();
+    await assert.rejects(s.send(envelope, 0, 'k1'), /closed/);
+    await s.send(envelope, 0, 'k2');
+    assert.deepEqual(log, ['p0.connect', 'p0.send(1) fails', 'p0.send(1) ok']);
+  });
+});
