@@ -1,4 +1,4 @@
-import type { Kafka, Message, Producer } from 'kafkajs';
+import { type Kafka, type Message, Partitioners, type Producer } from 'kafkajs';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { producerStateLost } from '../streams/kafka-errors.js';
@@ -64,7 +64,13 @@ export class CommandSender {
     this.#create =
       opts.createProducer ??
       (() =>
-        opts.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }));
+        opts.kafka.producer({
+          idempotent: true,
+          maxInFlightRequests: 1,
+          allowAutoTopicCreation: false,
+          // Every record names its partition; this only silences kafkajs' start-up warning about its default.
+          createPartitioner: Partitioners.DefaultPartitioner,
+        }));
     this.#producer = this.#create();
   }
 

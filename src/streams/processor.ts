@@ -9,7 +9,7 @@ import type {
   Producer,
   RecordMetadata,
 } from 'kafkajs';
-import { AssignerProtocol } from 'kafkajs';
+import { AssignerProtocol, Partitioners } from 'kafkajs';
 import type { CheckpointDelta } from '../actors/checkpoint-delta.js';
 import type { Lanes } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
@@ -297,6 +297,7 @@ export class StreamProcessor {
         : {}),
       idempotent: true,
       maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner, // records name their partition; silences a warning
       // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers are written;
       // kafkajs' default 300 ms first backoff made each transaction ~155 ms, 20 ms makes it ~27 ms.
       retry: { retries: 10, initialRetryTime: 20, maxRetryTime: 1000 },

@@ -58,13 +58,7 @@ describe('command sender', () => {
     await s.start();
     await assert.rejects(s.send(envelope, 0, 'k1'), /out of order/);
     await s.send(envelope, 0, 'k2'); // would fail again on the old producer
-    assert.deepEqual(log, [
-      'p0.connect',
-      'p0.send(1) fails',
-      'p0.disconnect',
-      'p1.connect',
-      'p1.send(1) ok',
-    ]);
+    assert.deepEqual(log, ['p0.connect', 'p0.send(1) fails', 'p0.disconnect', 'p1.connect', 'p1.send(1) ok']);
   });
 
   it('keeps its producer through transient failures such as a closed connection', async () => {
