@@ -159,7 +159,7 @@ export class StreamProcessor {
     if (this.#age_timer) clearInterval(this.#age_timer);
     // Waits for running batches to finish their transaction: nothing acknowledged is left half-done.
     await this.#consumer.disconnect();
-    await Promise.all([...this.#tasks.values()].map((task) => this.#closeTask(task)));
+    await Promise.all([...this.#tasks.values()].map((task) => this.#closeTask(task, true)));
     await this.#admin.disconnect();
   }
 
@@ -209,9 +209,13 @@ export class StreamProcessor {
   async #restoreRetrying(tasks: Task[]): Promise<void> {
     try {
       for (let attempt = 1; ; attempt++) {
-        const pending = tasks.filter((task) => task.state === 'RESTORING'); // revoked ones are skipped
-        if (pending.length === 0 || this.#stopping) return;
+        if (this.#stopping) return;
         try {
+          // Ownership is asked of the coordinator before each attempt: a restore that outlived its assignment
+          // (an outage, a session that expired meanwhile) must not re-initialize the transactional id and
+          // fence the partition's rightful new owner.
+          const pending = await this.#keepOwned(tasks.filter((task) => task.state === 'RESTORING'));
+          if (pending.length === 0) return;
           return await this.#restoreNow(pending);
         } catch (err) {
           if (!isTransient(err)) throw err;
@@ -254,9 +258,17 @@ export class StreamProcessor {
           if (live(partition)) await this.#o.lanes.replay(partition, encodeOwned(values));
         },
       });
+      // Read after our fence (initTransactions above), like the changelog's end: state and position both
+      // reflect every transaction committed before it. Batches kafkajs fetched from an older position (its
+      // offset fetch at join time may predate a commit of the previous owner, or of a zombie) become stale
+      // with the seek and are dropped, so no command is applied on top of a state that already holds it.
+      const committed = await this.#committedOffsets(tasks.map((task) => task.partition));
       for (const task of tasks) {
         task.events_next_offset = result.end.get(task.partition) ?? 0n;
-        if (task.state === 'RESTORING') transition(task, 'RUNNING');
+        if (task.state !== 'RESTORING') continue;
+        const offset = committed.get(task.partition) ?? '0';
+        this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset });
+        transition(task, 'RUNNING');
       }
       this.#o.metrics.restore_events_replayed_total.inc(result.events_replayed);
       this.#o.metrics.restore_duration_seconds.observe((performance.now() - started) / 1000);
@@ -317,7 +329,7 @@ export class StreamProcessor {
     if (task.state !== 'RUNNING') return;
     const messages = batch.messages;
     for (let start = 0; start < messages.length; start += this.#o.batch_size_max) {
-      if (!isRunning() || isStale() || this.#stopping) return;
+      if (!isRunning() || isStale() || this.#stopping || task.state !== 'RUNNING') return;
       if (this.#laneSaturated(task.partition)) {
         // Stop fetching this partition until its lane drains; the unprocessed rest is fetched again then.
         this.#o.metrics.lane_pauses_total.inc();
@@ -352,6 +364,7 @@ export class StreamProcessor {
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
   async #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+    if (task.state !== 'RUNNING') return false; // closed or failed meanwhile: the owner consumes it
     const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
     // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
     // retrying it would fail the same way. Stop the node loudly instead of looping.
@@ -392,7 +405,14 @@ export class StreamProcessor {
     next_offset: bigint,
   ): Promise<void> {
     const started = performance.now();
-    const producer = await this.#ensureProducer(task);
+    // Only a restore creates (and so initializes, fencing others) a partition's producer, right before it
+    // reads the changelog and the committed offset. A producer made here would fence the partition's owner
+    // and commit work computed on a state that was never rebuilt after that fence: a closed or failed task
+    // fails its commit instead.
+    const producer = task.producer;
+    if (producer === null || task.state !== 'RUNNING') {
+      throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
+    }
     const offset = {
       topic: this.#o.names.commands,
       partition: task.partition,
@@ -505,10 +525,8 @@ export class StreamProcessor {
         return;
       }
       transition(task, 'RESTORING');
-      task.restored = this.#restoreNow([task]);
+      task.restored = this.#restoreNow([task]); // seeks to the committed offset read after the fence
       await task.restored;
-      const committed = await this.#committedOffset(task.partition);
-      this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset: committed });
     } catch (err) {
       task.restored = Promise.resolve();
       if (task.state === 'RESTORING' || task.state === 'RUNNING') transition(task, 'FAILED');
@@ -519,24 +537,45 @@ export class StreamProcessor {
     }
   }
 
-  /** The coordinator's current assignment, not our possibly stale view of it. */
   async #stillOwned(partition: number): Promise<boolean> {
-    if (this.#stopping || this.#member_id === null) return false;
-    const { groups } = await this.#admin.describeGroups([this.#group_id]);
-    const member = groups[0]?.members.find((m) => m.memberId === this.#member_id);
-    if (!member || member.memberAssignment.length === 0) return false;
-    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
-    return decoded?.assignment[this.#o.names.commands]?.includes(partition) ?? false;
+    return (await this.#ownedPartitions()).has(partition);
   }
 
-  async #committedOffset(partition: number): Promise<string> {
+  /** The coordinator's current assignment of this member, not our possibly stale view of it. */
+  async #ownedPartitions(): Promise<Set<number>> {
+    if (this.#stopping || this.#member_id === null) return new Set();
+    const { groups } = await this.#admin.describeGroups([this.#group_id]);
+    const member = groups[0]?.members.find((m) => m.memberId === this.#member_id);
+    if (!member || member.memberAssignment.length === 0) return new Set();
+    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+    return new Set(decoded?.assignment[this.#o.names.commands] ?? []);
+  }
+
+  /** Closes the tasks the coordinator no longer assigns to this member; returns the others. */
+  async #keepOwned(tasks: Task[]): Promise<Task[]> {
+    if (tasks.length === 0) return tasks;
+    const owned = await this.#ownedPartitions();
+    for (const task of tasks) {
+      if (owned.has(task.partition)) continue;
+      this.#o.log.warn({ partition: task.partition }, 'partition no longer owned; restore abandoned');
+      await this.#closeTask(task);
+    }
+    return tasks.filter((task) => task.state === 'RESTORING');
+  }
+
+  /** The group's committed offsets of the commands topic ('0' where none was committed yet). */
+  async #committedOffsets(partitions: number[]): Promise<Map<number, string>> {
     const [topic] = await this.#admin.fetchOffsets({
       groupId: this.#group_id,
       topics: [this.#o.names.commands],
     });
-    const entry = topic?.partitions.find((p) => p.partition === partition);
-    const offset = entry?.offset ?? '-1';
-    return offset === '-1' ? '0' : offset;
+    const wanted = new Set(partitions);
+    const offsets = new Map<number, string>();
+    for (const entry of topic?.partitions ?? []) {
+      if (wanted.has(entry.partition))
+        offsets.set(entry.partition, entry.offset === '-1' ? '0' : entry.offset);
+    }
+    return offsets;
   }
 
   /** Incremental checkpoint after the interval, or sooner once `checkpoint_dirty_max` entities changed. */
@@ -587,15 +626,21 @@ export class StreamProcessor {
     );
   }
 
-  async #closeTask(task: Task): Promise<void> {
+  /**
+   * Idempotent. The producer's disconnect is not waited for (during a broker outage it can take as long as the
+   * outage, and the next assignment must not queue behind it) unless `wait_disconnect`; its transactional id
+   * is fenced by whoever initializes it next anyway.
+   */
+  async #closeTask(task: Task, wait_disconnect = false): Promise<void> {
     if (task.state === 'CLOSED') return;
     const restoring = task.state === 'RESTORING'; // its restore releases the lane state when it ends
     transition(task, 'CLOSED');
     this.#tasks.delete(task.partition);
     this.#o.metrics.consumer_lag_records.remove({ partition: String(task.partition) });
-    await task.producer?.disconnect().catch(() => {});
+    const disconnected = task.producer?.disconnect().catch(() => {});
     task.producer = null;
     if (!restoring) await this.#o.lanes.drop(task.partition).catch(() => {});
+    if (wait_disconnect) await disconnected;
   }
 
   #fatal(err: unknown, what: string): void {
@@ -606,6 +651,11 @@ export class StreamProcessor {
 }
 
 const restore_backoff_ms_max = 5_000;
+
+/** A commit attempted for a task that is no longer RUNNING; handled like a failed transaction. */
+class TaskNotRunningError extends Error {
+  override name = 'TaskNotRunningError';
+}
 function transition(task: Task, to: TaskState): void {
   if (!transitions[task.state].includes(to)) {
     throw new Error(`task invariant: partition ${task.partition} cannot go ${task.state} → ${to}`);
