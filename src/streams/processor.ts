@@ -389,6 +389,8 @@ export class StreamProcessor {
     try {
       await this.#commit(task, records, output.events.length, next_offset);
     } catch (err) {
+      // Closed while the lane applied the chunk: nothing was sent, and closing released the lane state.
+      if (err instanceof TaskNotRunningError) return false;
       await this.#recover(task, err);
       return false;
     }
