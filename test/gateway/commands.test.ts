@@ -4,21 +4,15 @@ import kafkajs, { type Kafka, type Producer } from 'kafkajs';
 import { CommandSender } from '../../src/gateway/commands.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { CommandEnvelope } from '../../src/streams/wire.js';
+import { protocolError } from '../support/kafka-errors.js';
 
-// kafkajs' typings declare (Error | string); at run time it takes the protocol error descriptor.
-const KafkaJSProtocolError = kafkajs.KafkaJSProtocolError as unknown as new (descriptor: {
-  message: string;
-  type: string;
-  code: number;
-  retriable: boolean;
-}) => Error;
 const out_of_order = () =>
-  new KafkaJSProtocolError({
-    message: 'The broker received an out of order sequence number',
-    type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
-    code: 45,
-    retriable: false,
-  });
+  protocolError(
+    'OUT_OF_ORDER_SEQUENCE_NUMBER',
+    45,
+    false,
+    'The broker received an out of order sequence number',
+  );
 
 /** A scripted stand-in for one kafkajs producer: each sendBatch takes the next outcome of its script. */
 function scriptedProducer(script: (Error | null)[], log: string[], name: string): Producer {

@@ -3,29 +3,12 @@ import { describe, it } from 'node:test';
 import kafkajs from 'kafkajs';
 import { isTransient, kafkaErrorType, producerStateLost } from '../../src/streams/kafka-errors.js';
 import { RestoreTimeoutError } from '../../src/streams/restore.js';
+import { protocolError } from '../support/kafka-errors.js';
 
 const { KafkaJSConnectionError, KafkaJSNumberOfRetriesExceeded } = kafkajs;
-// kafkajs' typings declare (Error | string); at run time it takes the protocol error descriptor.
-const KafkaJSProtocolError = kafkajs.KafkaJSProtocolError as unknown as new (descriptor: {
-  message: string;
-  type: string;
-  code: number;
-  retriable: boolean;
-}) => Error;
-
 describe('kafka error classification', () => {
-  const not_leader = new KafkaJSProtocolError({
-    message: 'not leader',
-    type: 'NOT_LEADER_FOR_PARTITION',
-    code: 6,
-    retriable: true,
-  });
-  const fenced = new KafkaJSProtocolError({
-    message: 'epoch',
-    type: 'INVALID_PRODUCER_EPOCH',
-    code: 47,
-    retriable: false,
-  });
+  const not_leader = protocolError('NOT_LEADER_FOR_PARTITION', 6, true);
+  const fenced = protocolError('INVALID_PRODUCER_EPOCH', 47, false);
 
   it('treats retriable protocol errors, connection errors and restore timeouts as transient', () => {
     assert.equal(isTransient(not_leader), true);
@@ -38,12 +21,7 @@ describe('kafka error classification', () => {
   });
 
   it('tells a lost idempotent producer state (replace the producer) from transient failures', () => {
-    const out_of_order = new KafkaJSProtocolError({
-      message: 'out of order',
-      type: 'OUT_OF_ORDER_SEQUENCE_NUMBER',
-      code: 45,
-      retriable: false,
-    });
+    const out_of_order = protocolError('OUT_OF_ORDER_SEQUENCE_NUMBER', 45, false);
     assert.equal(producerStateLost(out_of_order), true);
     assert.equal(
       producerStateLost(new KafkaJSNumberOfRetriesExceeded(out_of_order, { retryCount: 1, retryTime: 1 })),
