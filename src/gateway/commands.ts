@@ -75,8 +75,7 @@ export class CommandSender {
   }
 
   async start(): Promise<void> {
-    await this.#producer.connect();
-    this.#connected = true;
+    await this.#connect();
   }
 
   /** Resolves once the broker acknowledged the command (acks=all); rejects on failure or a full queue. */
@@ -141,11 +140,13 @@ export class CommandSender {
     await old.disconnect().catch(() => {});
   }
 
+  async #connect(): Promise<void> {
+    await this.#producer.connect();
+    this.#connected = true;
+  }
+
   async #send(messages: Message[]): Promise<void> {
-    if (!this.#connected) {
-      await this.#producer.connect();
-      this.#connected = true;
-    }
+    if (!this.#connected) await this.#connect();
     await this.#producer.sendBatch({ topicMessages: [{ topic: this.#topic, messages }], acks: -1 });
   }
 }

@@ -98,8 +98,7 @@ export class ReplyWaiter {
   deliverCommitted(records: readonly ReplyRecord[]): void {
     let delivered = 0;
     for (const record of records) if (this.#deliver(record)) delivered++;
-    this.#metrics.replies_delivered_total.inc({ path: 'local' }, delivered);
-    this.#metrics.replies_pending.set(this.#pending.size);
+    if (delivered > 0) this.#metrics.replies_delivered_total.inc({ path: 'local' }, delivered);
   }
 
   cancel(request_id: string): void {

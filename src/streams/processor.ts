@@ -364,7 +364,6 @@ export class StreamProcessor {
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
   async #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
-    if (task.state !== 'RUNNING') return false; // closed or failed meanwhile: the owner consumes it
     const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
     // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
     // retrying it would fail the same way. Stop the node loudly instead of looping.
@@ -654,7 +653,7 @@ export class StreamProcessor {
 
 const restore_backoff_ms_max = 5_000;
 
-/** A commit attempted for a task that is no longer RUNNING; handled like a failed transaction. */
+/** A commit attempted for a task closed while its chunk was on the lane: nothing is sent or rebuilt. */
 class TaskNotRunningError extends Error {
   override name = 'TaskNotRunningError';
 }
