@@ -215,7 +215,7 @@ function snapshotThroughJson(state: PartitionState): { encode_ms: number; decode
     payments: [...state.payments.values()],
     tokens: [...state.tokens.values()],
     idempotency: [...state.idempotency.values()],
-    authorizations: [...state.authorizations],
+    open_authorizations: state.payments.openAuthorizations(),
   });
   const bytes = Buffer.byteLength(text);
   const t1 = performance.now();

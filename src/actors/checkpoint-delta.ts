@@ -7,8 +7,11 @@ import {
   encodeActor,
   encodePayment,
   encodeToken,
+  PAYMENT_ROWS_INITIAL,
   type PartitionState,
-  type PaymentId,
+  PaymentTable,
+  recordTableFor,
+  type StoredRecord,
   worldAccountId,
 } from '../domain/index.js';
 import { decode, encodeOwned } from '../streams/wire.js';
@@ -53,14 +56,16 @@ export interface CheckpointParts {
   records_previous: Uint8Array[];
 }
 
+/**
+ * v2: no expiry queue (the domain rebuilds it from the payments: manual ones still requiring capture, in
+ * creation order). v1 also carried it as `authorizations`, which restore ignores.
+ */
 interface Meta {
-  v: 1;
+  v: 1 | 2;
   partition: number;
   config: PartitionState['config'];
   idempotency_generation_started_ms: number;
   idempotency_evicted_early_count: number;
-  /** Expiry queue flattened in queue order: [payment_id, expires_ms, ...]. */
-  authorizations: (string | number)[];
 }
 
 export class DirtyTracker {
@@ -136,13 +141,12 @@ export function takeDelta(state: PartitionState, dirty: DirtyTracker): Checkpoin
   return delta;
 }
 
-function entries<K extends string, T>(
+function entries<T>(
   ids: Iterable<string>,
-  map: Map<K, T>,
+  lookup: { get(id: string): T | undefined },
   encode: (value: T) => Uint8Array,
 ): Entry[] {
   const out: Entry[] = [];
-  const lookup = map as Map<string, T>;
   for (const id of ids) {
     const value = lookup.get(id);
     if (value !== undefined) out.push([id, encode(value)]);
@@ -151,32 +155,28 @@ function entries<K extends string, T>(
 }
 
 function metaOf(state: PartitionState): Meta {
-  const authorizations: (string | number)[] = [];
-  for (const [payment_id, expires_ms] of state.authorizations) authorizations.push(payment_id, expires_ms);
   return {
-    v: 1,
+    v: 2,
     partition: state.partition,
     config: state.config,
     idempotency_generation_started_ms: state.idempotency_generation_started_ms,
     idempotency_evicted_early_count: state.idempotency_evicted_early_count,
-    authorizations,
   };
 }
 
 export function stateFromParts(parts: CheckpointParts): PartitionState {
   const meta = decode<Meta>(parts.meta);
-  if (meta?.v !== 1) throw new Error(`checkpoint: unknown meta version ${String(meta?.v)}`);
+  if (meta?.v !== 1 && meta?.v !== 2) throw new Error(`checkpoint: unknown meta version ${String(meta?.v)}`);
   const state: PartitionState = {
     partition: meta.partition,
     config: meta.config,
     accounts: new Map(),
-    payments: new Map(),
+    payments: new PaymentTable(Math.max(PAYMENT_ROWS_INITIAL, parts.payments.length)),
     tokens: new Map(),
-    idempotency: new Map(),
-    idempotency_previous: new Map(),
+    idempotency: recordTableFor(parts.records_current.length),
+    idempotency_previous: recordTableFor(parts.records_previous.length),
     idempotency_generation_started_ms: meta.idempotency_generation_started_ms,
     idempotency_evicted_early_count: meta.idempotency_evicted_early_count,
-    authorizations: new Map(),
   };
   for (const bytes of parts.accounts) {
     const account: AccountState = decodeActor(bytes);
@@ -191,15 +191,12 @@ export function stateFromParts(parts: CheckpointParts): PartitionState {
     state.tokens.set(token.id, token);
   }
   for (const bytes of parts.records_current) {
-    const record = decode<DomainEvent>(bytes);
+    const record = decode<StoredRecord>(bytes);
     state.idempotency.set(record.command_id, record);
   }
   for (const bytes of parts.records_previous) {
-    const record = decode<DomainEvent>(bytes);
+    const record = decode<StoredRecord>(bytes);
     state.idempotency_previous.set(record.command_id, record);
   }
-  const queue = meta.authorizations;
-  for (let i = 0; i + 1 < queue.length; i += 2)
-    state.authorizations.set(queue[i] as PaymentId, queue[i + 1] as number);
   return state;
 }

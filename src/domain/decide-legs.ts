@@ -1,8 +1,9 @@
 import { assert } from './assert.js';
 import { accepted, eventId, rejected } from './decision.js';
 import type { FailureCode } from './errors.js';
-import { findRecord } from './idempotency.js';
+import { recordType } from './idempotency.js';
 import type { AccountId, PaymentId, RefundId } from './ids.js';
+import { STATUS_FAILED, STATUS_SUCCEEDED } from './payment-table.js';
 import { availableOf } from './state.js';
 import type {
   AccountState,
@@ -14,7 +15,6 @@ import type {
   Decision,
   FollowUpCommand,
   PartitionState,
-  PaymentState,
   TransferRejectedEvent,
 } from './types.js';
 
@@ -31,9 +31,13 @@ import type {
  */
 
 function assertLeg(command: FollowUpCommand): void {
-  assert(Number.isSafeInteger(command.amount) && command.amount > 0, `leg ${command.command_id}: bad amount`);
-  assert(typeof command.account_id === 'string', `leg ${command.command_id}: no account`);
-  assert(typeof command.payment_id === 'string', `leg ${command.command_id}: no payment`);
+  assert(
+    Number.isSafeInteger(command.amount) && command.amount > 0,
+    'leg %s: bad amount',
+    command.command_id,
+  );
+  assert(typeof command.account_id === 'string', 'leg %s: no account', command.command_id);
+  assert(typeof command.payment_id === 'string', 'leg %s: no payment', command.command_id);
 }
 
 /** Why a payee account cannot take part in a leg (missing, world, frozen, other currency); null if it can. */
@@ -102,7 +106,7 @@ export function decideCredit(state: PartitionState, command: CreditLeg): Decisio
  * record is kept >= 24 h, far longer than legs take), refuse the debit too.
  */
 function creditWasRejected(state: PartitionState, payment_id: string): boolean {
-  return findRecord(state, payment_id + ':credit')?.type === 'transfer_rejected';
+  return recordType(state, payment_id + ':credit') === 'transfer_rejected';
 }
 
 export function decideDebit(state: PartitionState, command: DebitLeg): Decision {
@@ -144,31 +148,36 @@ export function decideDebit(state: PartitionState, command: DebitLeg): Decision 
   );
 }
 
-function paymentOf(state: PartitionState, command: FollowUpCommand): PaymentState {
-  const payment = state.payments.get(command.payment_id as PaymentId);
-  assert(payment !== undefined, `leg ${command.command_id} for unknown payment ${command.payment_id}`);
-  assert(payment.payer_account_id === command.account_id, `leg ${command.command_id} for another payer`);
-  return payment;
+/** The row of the payment a result leg comes back for; it is this partition's (the payer's). */
+function paymentRow(state: PartitionState, command: FollowUpCommand): number {
+  const row = state.payments.find(command.payment_id);
+  assert(row >= 0, 'leg %s for unknown payment %s', command.command_id, command.payment_id);
+  assert(state.payments.payer[row] === command.account_id, 'leg %s for another payer', command.command_id);
+  return row;
 }
 
 /** The payee refused the credit: give the money back to the payer; the payment ends failed. */
 export function decideCreditRejected(state: PartitionState, command: CreditRejectedLeg): Decision {
   assertLeg(command);
-  const payment = paymentOf(state, command);
-  if (payment.status === 'failed') return rejected(null); // Already applied: a duplicate.
+  const table = state.payments;
+  const row = paymentRow(state, command);
+  if (table.status[row] === STATUS_FAILED) return rejected(null); // Already applied: a duplicate.
   assert(
-    payment.status === 'succeeded',
-    `payment ${payment.id} is ${payment.status}; a credit cannot come back`,
+    table.status[row] === STATUS_SUCCEEDED,
+    `payment ${command.payment_id} is ${table.statusOf(row)}; a credit cannot come back`,
   );
-  assert(command.amount === payment.amount_received, `payment ${payment.id}: returned amount != captured`);
+  assert(
+    command.amount === table.amount_received[row],
+    `payment ${command.payment_id}: returned amount != captured`,
+  );
   return accepted(state, command, {
     type: 'payment_failed',
     event_id: eventId(command, 0),
-    account_id: payment.payer_account_id,
+    account_id: table.payer[row]!,
     time_ms: command.time_ms,
     command_id: command.command_id,
     fingerprint: null,
-    payment_id: payment.id,
+    payment_id: command.payment_id as PaymentId,
     amount: command.amount,
     failure_code: command.failure_code,
   });
@@ -180,18 +189,18 @@ export function decideDebitResult(
   command: DebitSettledLeg | DebitRejectedLeg,
 ): Decision {
   assertLeg(command);
-  const payment = paymentOf(state, command);
-  const refund = payment.refunds?.find((r) => r.id === command.refund_id);
-  assert(refund !== undefined, `leg ${command.command_id} for unknown refund ${command.refund_id}`);
-  assert(refund.amount === command.amount, `refund ${refund.id}: leg amount != refund amount`);
+  const row = paymentRow(state, command);
+  const refund = state.payments.refunds.get(row)?.find((r) => r.id === command.refund_id);
+  assert(refund !== undefined, 'leg %s for unknown refund %s', command.command_id, command.refund_id);
+  assert(refund.amount === command.amount, 'refund %s: leg amount != refund amount', refund.id);
   if (refund.status !== 'pending') return rejected(null); // Already applied: a duplicate.
   const base = {
     event_id: eventId(command, 0),
-    account_id: payment.payer_account_id,
+    account_id: state.payments.payer[row]!,
     time_ms: command.time_ms,
     command_id: command.command_id,
     fingerprint: null,
-    payment_id: payment.id,
+    payment_id: command.payment_id as PaymentId,
     refund_id: refund.id,
     amount: command.amount,
   };

@@ -11,6 +11,7 @@ import {
   shard,
   shardOfPaymentId,
 } from './ids.js';
+import { type PaymentTable, STATUS_REQUIRES_CAPTURE } from './payment-table.js';
 import { availableOf, DAY_MS } from './state.js';
 import type {
   AccountState,
@@ -96,11 +97,11 @@ function declineCodeOf(
 }
 
 /** Existing payment id: same body -> its creation reply again (durable, beyond the 24 h records). */
-function decideExistingPayment(command: CreatePaymentCommand, payment: PaymentState): Decision {
-  if ((command.fingerprint ?? null) !== payment.fingerprint) {
+function decideExistingPayment(command: CreatePaymentCommand, table: PaymentTable, row: number): Decision {
+  if ((command.fingerprint ?? null) !== table.fingerprint[row]) {
     return rejected(fail('idempotency_key_reused', undefined, 'idempotency_key'));
   }
-  return rejected(paymentCreationReply(payment));
+  return rejected(paymentCreationReply(table.toState(row)));
 }
 
 /** A create_payment whose fields passed validation. */
@@ -153,8 +154,8 @@ export function decideCreatePayment(state: PartitionState, command: CreatePaymen
   const payment_shard = shardOfPaymentId(command.payment_id);
   if (payment_shard === null) return invalid('payment id must be pay_<8 hex shard><unique>', 'id');
   const payment_id = command.payment_id as PaymentId;
-  const existing = state.payments.get(payment_id);
-  if (existing !== undefined) return decideExistingPayment(command, existing);
+  const existing_row = state.payments.find(payment_id);
+  if (existing_row >= 0) return decideExistingPayment(command, state.payments, existing_row);
   const request = parsePaymentRequest(state, command, payment_id, payment_shard);
   if ('events' in request) return request;
   const decline_code = declineCodeOf(state, request.payer, request.amount, request.currency, command.time_ms);
@@ -205,107 +206,122 @@ export function creditLeg(
   };
 }
 
-type FoundPayment = { payment: PaymentState; error: null } | { payment: null; error: Decision };
+type FoundPayment = { row: number; error: null } | { row: -1; error: Decision };
 
+/** The row of a client-named payment, or the 404 answer. */
 export function findPayment(state: PartitionState, id: string, param: string): FoundPayment {
-  const payment_id = parsePaymentId(id);
-  const payment = payment_id === null ? undefined : state.payments.get(payment_id);
-  if (payment === undefined)
-    return { payment: null, error: rejected(fail('not_found', `No such payment: ${id}`, param)) };
-  return { payment, error: null };
+  const row = parsePaymentId(id) === null ? -1 : state.payments.find(id);
+  if (row < 0) return { row: -1, error: rejected(fail('not_found', `No such payment: ${id}`, param)) };
+  return { row, error: null };
 }
 
 export function decideGetPayment(state: PartitionState, command: GetPaymentCommand): Decision {
   const found = findPayment(state, command.payment_id, 'id');
   if (found.error) return found.error;
-  return rejected(ok(200, paymentView(found.payment)));
+  return rejected(ok(200, paymentView(state.payments.toState(found.row))));
 }
 
 function releaseEvent(
   command: CancelPaymentCommand | CapturePaymentCommand | ExpireAuthorizationsCommand,
-  payment: PaymentState,
+  table: PaymentTable,
+  row: number,
+  payment_id: PaymentId,
   type: PaymentCanceledEvent['type'],
   index: number,
 ): PaymentCanceledEvent {
   return {
     type,
     event_id: eventId(command, index),
-    account_id: payment.payer_account_id,
+    account_id: table.payer[row]!,
     time_ms: command.time_ms,
     command_id: command.command_id,
     fingerprint: fingerprintOf(command),
-    payment_id: payment.id,
-    amount_released: payment.amount_capturable,
+    payment_id,
+    amount_released: table.amount_capturable[row]!,
   };
 }
 
 /** Expiry is applied lazily by record time when a capture or cancel finds it due. */
-function isExpired(payment: PaymentState, time_ms: number): boolean {
-  return time_ms >= payment.expires_ms;
+function isExpired(table: PaymentTable, row: number, time_ms: number): boolean {
+  return time_ms >= table.expires_ms[row]!;
+}
+
+function notCapturable(table: PaymentTable, row: number, verb: string): Decision {
+  return rejected(
+    fail('payment_invalid_state', `Payment is ${table.statusOf(row)}; only requires_capture can be ${verb}.`),
+  );
 }
 
 export function decideCapture(state: PartitionState, command: CapturePaymentCommand): Decision {
   const found = findPayment(state, command.payment_id, 'payment');
   if (found.error) return found.error;
-  const payment = found.payment;
-  if (payment.status !== 'requires_capture') {
-    return rejected(
-      fail('payment_invalid_state', `Payment is ${payment.status}; only requires_capture can be captured.`),
-    );
+  const table = state.payments;
+  const row = found.row;
+  const payment_id = command.payment_id as PaymentId;
+  if (table.status[row] !== STATUS_REQUIRES_CAPTURE) return notCapturable(table, row, 'captured');
+  if (isExpired(table, row, command.time_ms)) {
+    return accepted(state, command, releaseEvent(command, table, row, payment_id, 'payment_expired', 0));
   }
-  if (isExpired(payment, command.time_ms)) {
-    return accepted(state, command, releaseEvent(command, payment, 'payment_expired', 0));
-  }
-  const amount = command.amount === undefined ? payment.amount_capturable : parseAmount(command.amount);
+  const capturable = table.amount_capturable[row]!;
+  const amount = command.amount === undefined ? capturable : parseAmount(command.amount);
   if (amount === null) return invalid('amount must be a positive integer in minor units', 'amount');
-  if (amount > payment.amount_capturable)
-    return rejected(fail('amount_exceeds_capturable', undefined, 'amount'));
-  const payer = state.accounts.get(payment.payer_account_id)!;
+  if (amount > capturable) return rejected(fail('amount_exceeds_capturable', undefined, 'amount'));
+  const payer = state.accounts.get(table.payer[row]!)!;
   return accepted(
     state,
     command,
     {
       type: 'payment_captured',
       event_id: eventId(command, 0),
-      account_id: payment.payer_account_id,
+      account_id: payer.id,
       time_ms: command.time_ms,
       command_id: command.command_id,
       fingerprint: fingerprintOf(command),
-      payment_id: payment.id,
+      payment_id,
       amount_captured: amount,
-      amount_released: payment.amount_capturable - amount,
+      amount_released: capturable - amount,
     },
-    [creditLeg(command, payment.id, payer, payment.payee_account_id, amount)],
+    [creditLeg(command, payment_id, payer, table.payeeOf(row), amount)],
   );
 }
 
 export function decideCancel(state: PartitionState, command: CancelPaymentCommand): Decision {
   const found = findPayment(state, command.payment_id, 'payment');
   if (found.error) return found.error;
-  const payment = found.payment;
-  if (payment.status !== 'requires_capture') {
-    return rejected(
-      fail('payment_invalid_state', `Payment is ${payment.status}; only requires_capture can be canceled.`),
-    );
-  }
-  const type = isExpired(payment, command.time_ms) ? 'payment_expired' : 'payment_canceled';
-  return accepted(state, command, releaseEvent(command, payment, type, 0));
+  const table = state.payments;
+  const row = found.row;
+  if (table.status[row] !== STATUS_REQUIRES_CAPTURE) return notCapturable(table, row, 'canceled');
+  const type = isExpired(table, row, command.time_ms) ? 'payment_expired' : 'payment_canceled';
+  return accepted(
+    state,
+    command,
+    releaseEvent(command, table, row, command.payment_id as PaymentId, type, 0),
+  );
 }
+
+/** Closed authorizations a tick may step over, per expiration it may emit (keeps a tick's work bounded). */
+const EXPIRY_SKIPS_PER_EXPIRATION_MAX = 16;
 
 /**
  * Timer: release due authorizations from the head of the expiry queue, at most
  * `expirations_per_tick_max` per tick. The queue is in creation order, so it is in expiry order up to
  * the skew between gateway clocks; an entry due slightly earlier than the head waits for the head.
+ * Authorizations closed since they were queued are stepped over (evolve drops them once at the head).
  */
 export function decideExpireAuthorizations(
   state: PartitionState,
   command: ExpireAuthorizationsCommand,
 ): Decision {
+  const table = state.payments;
+  const expirations_max = state.config.expirations_per_tick_max;
+  const steps_max = expirations_max * EXPIRY_SKIPS_PER_EXPIRATION_MAX;
   const events: DomainEvent[] = [];
-  for (const [payment_id, expires_ms] of state.authorizations) {
-    if (events.length >= state.config.expirations_per_tick_max || expires_ms > command.time_ms) break;
-    const payment = state.payments.get(payment_id)!;
-    events.push(releaseEvent(command, payment, 'payment_expired', events.length));
+  for (let i = 0; i < table.queue_length && i < steps_max; i++) {
+    if (events.length >= expirations_max) break;
+    const row = table.queuedRow(i);
+    if (table.status[row] !== STATUS_REQUIRES_CAPTURE) continue;
+    if (table.expires_ms[row]! > command.time_ms) break;
+    events.push(releaseEvent(command, table, row, table.idOf(row), 'payment_expired', events.length));
   }
   return { events, reply: null, follow_ups: [] };
 }

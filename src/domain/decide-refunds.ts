@@ -1,6 +1,7 @@
 import { findPayment } from './decide-payments.js';
 import { accepted, eventId, fingerprintOf, invalid, rejected } from './decision.js';
-import { parseAmount, type RefundId } from './ids.js';
+import { type PaymentId, parseAmount, type RefundId } from './ids.js';
+import { STATUS_SUCCEEDED } from './payment-table.js';
 import type { CreateRefundCommand, DebitLeg, Decision, PartitionState } from './types.js';
 import { fail } from './views.js';
 
@@ -14,46 +15,51 @@ const REFUND_ID_LENGTH_MAX = 300;
 export function decideRefund(state: PartitionState, command: CreateRefundCommand): Decision {
   const found = findPayment(state, command.payment_id, 'payment');
   if (found.error) return found.error;
-  const payment = found.payment;
-  if (payment.status !== 'succeeded') {
+  const table = state.payments;
+  const row = found.row;
+  if (table.status[row] !== STATUS_SUCCEEDED) {
     return rejected(
-      fail('payment_invalid_state', `Payment is ${payment.status}; only succeeded can be refunded.`),
+      fail('payment_invalid_state', `Payment is ${table.statusOf(row)}; only succeeded can be refunded.`),
     );
   }
-  const refundable = payment.amount_received - payment.amount_refunded - payment.amount_refund_pending;
+  const refundable =
+    table.amount_received[row]! - table.amount_refunded[row]! - table.amount_refund_pending[row]!;
   const amount = command.amount === undefined ? refundable : parseAmount(command.amount);
   if (amount === 0) return rejected(fail('amount_exceeds_refundable', 'Nothing left to refund.', 'amount'));
   if (amount === null) return invalid('amount must be a positive integer in minor units', 'amount');
   if (amount > refundable) return rejected(fail('amount_exceeds_refundable', undefined, 'amount'));
-  if ((payment.refunds?.length ?? 0) >= state.config.refunds_per_payment_max) {
+  const refunds = table.refunds.get(row);
+  if ((refunds?.length ?? 0) >= state.config.refunds_per_payment_max) {
     return invalid(`a payment has at most ${state.config.refunds_per_payment_max} refunds`, 'payment');
   }
   const refund_id = (command.refund_id ?? 're_' + command.command_id) as RefundId;
   if (typeof refund_id !== 'string' || refund_id.length === 0 || refund_id.length > REFUND_ID_LENGTH_MAX) {
     return invalid('refund id must be a non-empty string', 'refund_id');
   }
-  if (payment.refunds?.some((r) => r.id === refund_id)) {
+  if (refunds?.some((r) => r.id === refund_id)) {
     return rejected(fail('resource_already_exists', undefined, 'refund_id'));
   }
+  const payment_id = command.payment_id as PaymentId;
+  const payer_account_id = table.payer[row]!;
   const leg: DebitLeg = {
     type: 'debit',
     command_id: refund_id + ':debit',
     time_ms: command.time_ms,
-    account_id: payment.payee_account_id,
-    payment_id: payment.id,
+    account_id: table.payeeOf(row),
+    payment_id,
     refund_id,
-    payer_account_id: payment.payer_account_id,
+    payer_account_id,
     amount,
-    currency: payment.currency,
+    currency: table.currencyOf(row),
   };
   const event = {
     type: 'refund_created' as const,
     event_id: eventId(command, 0),
-    account_id: payment.payer_account_id,
+    account_id: payer_account_id,
     time_ms: command.time_ms,
     command_id: command.command_id,
     fingerprint: fingerprintOf(command),
-    payment_id: payment.id,
+    payment_id,
     refund_id,
     amount,
   };

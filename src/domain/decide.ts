@@ -17,7 +17,8 @@ import { decideRefund } from './decide-refunds.js';
 import { invalid, isClientCommand, rejected } from './decision.js';
 import { evolve } from './evolve.js';
 import { findRecord, sameFingerprint } from './idempotency.js';
-import type { Command, Decision, DomainEvent, PartitionState } from './types.js';
+import { isLegRecord, type StoredRecord } from './record-table.js';
+import type { Command, Decision, PartitionState } from './types.js';
 import { fail, replyFromEvent } from './views.js';
 
 const COMMAND_ID_LENGTH_MAX = 256;
@@ -50,10 +51,12 @@ export function decide(state: PartitionState, command: Command): Decision {
 }
 
 /** A command id seen before: same body -> the stored outcome again, no event; other body -> 409. */
-function decideRetry(state: PartitionState, command: Command, record: DomainEvent): Decision {
-  if (!sameFingerprint(command, record))
+function decideRetry(state: PartitionState, command: Command, record: StoredRecord): Decision {
+  if (!isClientCommand(command)) return rejected(null); // A redelivered leg or tick: nothing to answer.
+  // A client command id that names a leg's record is another request under a used key.
+  if (isLegRecord(record) || !sameFingerprint(command, record))
     return rejected(fail('idempotency_key_reused', undefined, 'command_id'));
-  return rejected(isClientCommand(command) ? replyFromEvent(state, record) : null);
+  return rejected(replyFromEvent(state, record));
 }
 
 function decideNew(state: PartitionState, command: Command): Decision {

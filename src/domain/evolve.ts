@@ -1,7 +1,8 @@
-import { assert } from './assert.js';
+import { assert, invariantFailed } from './assert.js';
 import { remember } from './idempotency.js';
 import type { PaymentId } from './ids.js';
 import { transition } from './payment-status.js';
+import type { PaymentTable } from './payment-table.js';
 import { availableOf, DAY_MS, newAccount, worldOf } from './state.js';
 import type {
   AccountState,
@@ -9,7 +10,6 @@ import type {
   PartitionState,
   PaymentCreatedEvent,
   PaymentDeclinedEvent,
-  PaymentState,
   RefundState,
 } from './types.js';
 
@@ -22,7 +22,7 @@ import type {
 export function evolve(state: PartitionState, event: DomainEvent): PartitionState {
   switch (event.type) {
     case 'account_opened': {
-      assert(!state.accounts.has(event.account_id), `account ${event.account_id} opened twice`);
+      assert(!state.accounts.has(event.account_id), 'account %s opened twice', event.account_id);
       const account = newAccount(
         event.account_id,
         event.currency,
@@ -60,8 +60,7 @@ export function evolve(state: PartitionState, event: DomainEvent): PartitionStat
       evolvePaymentCreated(state, event);
       break;
     case 'payment_declined':
-      assert(!state.payments.has(event.payment_id), `payment ${event.payment_id} created twice`);
-      state.payments.set(event.payment_id, newPayment(event));
+      insertPayment(state, event);
       break;
     default:
       evolvePaymentChange(state, event);
@@ -72,14 +71,15 @@ export function evolve(state: PartitionState, event: DomainEvent): PartitionStat
 
 function accountOf(state: PartitionState, event: DomainEvent): AccountState {
   const account = state.accounts.get(event.account_id);
-  assert(account !== undefined, `event ${event.event_id} for missing account ${event.account_id}`);
+  assert(account !== undefined, 'event %s for missing account %s', event.event_id, event.account_id);
   return account;
 }
 
-function paymentOf(state: PartitionState, payment_id: PaymentId): PaymentState {
-  const payment = state.payments.get(payment_id);
-  assert(payment !== undefined, `event for missing payment ${payment_id}`);
-  return payment;
+/** The row of a payment an event refers to; it must exist. */
+function paymentRow(state: PartitionState, payment_id: PaymentId): number {
+  const row = state.payments.find(payment_id);
+  assert(row >= 0, 'event for missing payment %s', payment_id);
+  return row;
 }
 
 /** Debits must never take an account below its overdraft limit (the world account has none). */
@@ -88,14 +88,15 @@ function assertFunded(account: AccountState): void {
     account.kind === 'world' || availableOf(account) >= -account.overdraft_limit,
     `account ${account.id} available ${availableOf(account)} below -overdraft ${account.overdraft_limit}`,
   );
-  assert(account.pending >= 0, `account ${account.id} pending ${account.pending} < 0`);
+  assert(account.pending >= 0, 'account %s pending %s < 0', account.id, account.pending);
 }
 
-/** Every payment object is built here so all share one hidden class. */
-function newPayment(event: PaymentCreatedEvent | PaymentDeclinedEvent): PaymentState {
+function insertPayment(state: PartitionState, event: PaymentCreatedEvent | PaymentDeclinedEvent): number {
+  assert(!state.payments.has(event.payment_id), 'payment %s created twice', event.payment_id);
   const declined = event.type === 'payment_declined';
   const manual = event.capture_method === 'manual';
-  return {
+  const table = state.payments;
+  const row = table.insert({
     id: event.payment_id,
     payer_account_id: event.account_id,
     source: event.source,
@@ -104,31 +105,24 @@ function newPayment(event: PaymentCreatedEvent | PaymentDeclinedEvent): PaymentS
     currency: event.currency,
     capture_method: event.capture_method,
     status: declined ? 'declined' : manual ? 'requires_capture' : 'succeeded',
-    amount_capturable: !declined && manual ? event.amount : 0,
-    amount_received: !declined && !manual ? event.amount : 0,
-    amount_refunded: 0,
-    amount_refund_pending: 0,
     decline_code: event.decline_code,
-    failure_code: null,
-    cancellation_reason: null,
     created_ms: event.time_ms,
     expires_ms: event.expires_ms,
-    command_id: event.command_id,
     fingerprint: event.fingerprint,
     description: event.description,
     metadata: event.metadata,
-    refunds: null,
-  };
+  });
+  if (!declined && manual) table.amount_capturable[row] = event.amount;
+  if (!declined && !manual) table.amount_received[row] = event.amount;
+  return row;
 }
 
 function evolvePaymentCreated(state: PartitionState, event: PaymentCreatedEvent): void {
-  assert(!state.payments.has(event.payment_id), `payment ${event.payment_id} created twice`);
   const payer = accountOf(state, event);
-  const payment = newPayment(event);
-  state.payments.set(payment.id, payment);
-  if (payment.capture_method === 'manual') {
+  const row = insertPayment(state, event);
+  if (event.capture_method === 'manual') {
     payer.pending += event.amount;
-    state.authorizations.set(payment.id, payment.expires_ms);
+    state.payments.enqueueAuthorization(row);
   } else {
     payer.posted -= event.amount;
   }
@@ -148,7 +142,7 @@ function recordRisk(state: PartitionState, payer: AccountState, amount: number, 
   }
   times.length = kept;
   times.push(time_ms);
-  assert(times.length <= rules.velocity_count_max, `account ${payer.id} velocity list over its bound`);
+  assert(times.length <= rules.velocity_count_max, 'account %s velocity list over its bound', payer.id);
   payer.velocity_times_ms = times;
   const day_index = Math.floor(time_ms / DAY_MS);
   if (payer.day_index !== day_index) {
@@ -158,50 +152,53 @@ function recordRisk(state: PartitionState, payer: AccountState, amount: number, 
   payer.day_amount += amount;
 }
 
-function refundOf(payment: PaymentState, refund_id: string): RefundState {
-  const refund = payment.refunds?.find((r) => r.id === refund_id);
-  assert(refund !== undefined, `payment ${payment.id} has no refund ${refund_id}`);
+function refundOf(table: PaymentTable, row: number, refund_id: string): RefundState {
+  const refund = table.refunds.get(row)?.find((r) => r.id === refund_id);
+  if (refund === undefined) invariantFailed('payment %s has no refund %s', table.idOf(row), refund_id);
   return refund;
 }
 
-function assertPaymentAmounts(payment: PaymentState): void {
-  assert(payment.amount_received <= payment.amount, `payment ${payment.id}: captured > authorized`);
-  assert(
-    payment.amount_refunded + payment.amount_refund_pending <= payment.amount_received,
-    `payment ${payment.id}: refunded > captured`,
-  );
+function assertPaymentAmounts(table: PaymentTable, row: number): void {
+  if (table.amount_received[row]! > table.amount[row]!) {
+    invariantFailed('payment %s: captured > authorized', table.idOf(row));
+  }
+  if (table.amount_refunded[row]! + table.amount_refund_pending[row]! > table.amount_received[row]!) {
+    invariantFailed('payment %s: refunded > captured', table.idOf(row));
+  }
 }
 
 /** Events that change an existing payment or move money for one. */
 function evolvePaymentChange(state: PartitionState, event: DomainEvent): void {
+  const table = state.payments;
   switch (event.type) {
     case 'payment_captured': {
-      const payment = paymentOf(state, event.payment_id);
+      const row = paymentRow(state, event.payment_id);
       const payer = accountOf(state, event);
-      assert(
-        event.amount_captured + event.amount_released === payment.amount_capturable,
-        'capture must close the hold',
-      );
-      payer.pending -= payment.amount_capturable;
+      const capturable = table.amount_capturable[row]!;
+      assert(event.amount_captured + event.amount_released === capturable, 'capture must close the hold');
+      payer.pending -= capturable;
       payer.posted -= event.amount_captured;
-      payment.amount_capturable = 0;
-      payment.amount_received = event.amount_captured;
-      transition(payment, 'succeeded');
-      state.authorizations.delete(payment.id);
+      table.amount_capturable[row] = 0;
+      table.amount_received[row] = event.amount_captured;
+      transition(table, row, 'succeeded');
+      table.popClosedAuthorizations();
       assertFunded(payer);
-      assertPaymentAmounts(payment);
+      assertPaymentAmounts(table, row);
       break;
     }
     case 'payment_canceled':
     case 'payment_expired': {
-      const payment = paymentOf(state, event.payment_id);
+      const row = paymentRow(state, event.payment_id);
       const payer = accountOf(state, event);
-      assert(event.amount_released === payment.amount_capturable, 'cancel must release the whole hold');
+      assert(event.amount_released === table.amount_capturable[row], 'cancel must release the whole hold');
       payer.pending -= event.amount_released;
-      payment.amount_capturable = 0;
-      payment.cancellation_reason = event.type === 'payment_expired' ? 'expired' : 'requested_by_customer';
-      transition(payment, 'canceled');
-      state.authorizations.delete(payment.id);
+      table.amount_capturable[row] = 0;
+      table.setCancellationReason(
+        row,
+        event.type === 'payment_expired' ? 'expired' : 'requested_by_customer',
+      );
+      transition(table, row, 'canceled');
+      table.popClosedAuthorizations();
       assertFunded(payer);
       break;
     }
@@ -212,9 +209,10 @@ function evolvePaymentChange(state: PartitionState, event: DomainEvent): void {
 
 /** Refunds and the cross-account legs, on either side. */
 function evolveTransfer(state: PartitionState, event: DomainEvent): void {
+  const table = state.payments;
   switch (event.type) {
     case 'refund_created': {
-      const payment = paymentOf(state, event.payment_id);
+      const row = paymentRow(state, event.payment_id);
       const refund: RefundState = {
         id: event.refund_id,
         amount: event.amount,
@@ -222,10 +220,11 @@ function evolveTransfer(state: PartitionState, event: DomainEvent): void {
         failure_code: null,
         created_ms: event.time_ms,
       };
-      if (payment.refunds === null) payment.refunds = [refund];
-      else payment.refunds.push(refund);
-      payment.amount_refund_pending += event.amount;
-      assertPaymentAmounts(payment);
+      const refunds = table.refunds.get(row);
+      if (refunds === undefined) table.refunds.set(row, [refund]);
+      else refunds.push(refund);
+      table.amount_refund_pending[row]! += event.amount;
+      assertPaymentAmounts(table, row);
       break;
     }
     case 'transfer_credited':
@@ -240,27 +239,27 @@ function evolveTransfer(state: PartitionState, event: DomainEvent): void {
     case 'transfer_rejected':
       break; // Nothing moved here; the event is the leg's idempotency record.
     case 'payment_failed': {
-      const payment = paymentOf(state, event.payment_id);
+      const row = paymentRow(state, event.payment_id);
       accountOf(state, event).posted += event.amount;
-      transition(payment, 'failed');
-      payment.failure_code = event.failure_code;
+      transition(table, row, 'failed');
+      table.setFailureCode(row, event.failure_code);
       break;
     }
     case 'refund_succeeded':
     case 'refund_failed': {
-      const payment = paymentOf(state, event.payment_id);
-      const refund = refundOf(payment, event.refund_id);
-      assert(refund.status === 'pending', `refund ${refund.id} settled twice`);
-      payment.amount_refund_pending -= event.amount;
+      const row = paymentRow(state, event.payment_id);
+      const refund = refundOf(table, row, event.refund_id);
+      assert(refund.status === 'pending', 'refund %s settled twice', refund.id);
+      table.amount_refund_pending[row]! -= event.amount;
       if (event.type === 'refund_succeeded') {
         refund.status = 'succeeded';
-        payment.amount_refunded += event.amount;
+        table.amount_refunded[row]! += event.amount;
         accountOf(state, event).posted += event.amount;
       } else {
         refund.status = 'failed';
         refund.failure_code = event.failure_code;
       }
-      assertPaymentAmounts(payment);
+      assertPaymentAmounts(table, row);
       break;
     }
     default:

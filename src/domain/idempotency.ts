@@ -1,26 +1,44 @@
-import type { Command, DomainEvent, PartitionState } from './types.js';
+import { RecordTable, type StoredRecord } from './record-table.js';
+import { RECORD_ROWS_INITIAL } from './state.js';
+import type { Command, DomainEvent, EventType, PartitionState } from './types.js';
 
 /**
- * Idempotency records: command_id (or a leg's transfer id) -> the event that recorded its outcome.
+ * Idempotency records: command_id (or a leg's transfer id) -> the event that recorded its outcome (for a
+ * leg, its type only: see record-table.ts).
  *
  * Two generations, like a rotating log:  previous ◀── current ◀── new records
  * A new generation starts when the current one is `idempotency_retention_ms` old; the previous one is
  * then dropped whole. So a record lives between 1x and 2x the retention (>= 24 h), and dropping costs
- * O(1) (no per-record sweep, no Map holes to skip). Bound: a generation also rotates when it holds
- * `idempotency_records_max / 2` records, so both together never exceed `idempotency_records_max`; records
- * dropped by such an early rotation are counted in `idempotency_evicted_early_count` (alert on it).
- * Cost per command: one or two Map.get and one Map.set.
+ * O(1) per record (the dropped table is cleared and reused as the next current one: its memory is already
+ * paged in). Bound: a generation also rotates when it holds `idempotency_records_max / 2` records, so both
+ * together never exceed `idempotency_records_max`; records dropped by such an early rotation are counted
+ * in `idempotency_evicted_early_count` (alert on it).
+ * Cost per command: one or two index lookups and one insert, no allocation.
  *
  * Payment creation is NOT recorded here: the payment itself (kept for ever) is its durable record, keyed by
  * the payment id the gateway derives from the idempotency key (see decideCreatePayment).
  */
 
-export function findRecord(state: PartitionState, key: string): DomainEvent | undefined {
+export function findRecord(state: PartitionState, key: string): StoredRecord | undefined {
   return state.idempotency.get(key) ?? state.idempotency_previous.get(key);
 }
 
-export function sameFingerprint(command: Command, record: DomainEvent): boolean {
-  return (command.fingerprint ?? null) === record.fingerprint;
+/** Whether `key` has a record, without building it (the hot path: every leg and most commands ask). */
+export function hasRecord(state: PartitionState, key: string): boolean {
+  return state.idempotency.has(key) || state.idempotency_previous.has(key);
+}
+
+/** The outcome type recorded under `key`, or null; builds nothing. */
+export function recordType(state: PartitionState, key: string): EventType | null {
+  let row = state.idempotency.find(key);
+  if (row >= 0) return state.idempotency.typeOf(row);
+  row = state.idempotency_previous.find(key);
+  return row >= 0 ? state.idempotency_previous.typeOf(row) : null;
+}
+
+export function sameFingerprint(command: Command, record: StoredRecord): boolean {
+  const fingerprint = 'fingerprint' in record ? record.fingerprint : null;
+  return (command.fingerprint ?? null) === fingerprint;
 }
 
 function generationRecordsMax(state: PartitionState): number {
@@ -45,7 +63,14 @@ export function remember(state: PartitionState, event: DomainEvent): void {
 }
 
 function rotate(state: PartitionState, now_ms: number): void {
+  const recycled = state.idempotency_previous;
+  recycled.clear();
   state.idempotency_previous = state.idempotency;
-  state.idempotency = new Map();
+  state.idempotency = recycled;
   state.idempotency_generation_started_ms = now_ms;
+}
+
+/** A generation's table for a restore, sized for the records it will receive. */
+export function recordTableFor(records_expected: number): RecordTable {
+  return new RecordTable(Math.max(RECORD_ROWS_INITIAL, records_expected));
 }

@@ -20,6 +20,7 @@ export {
   makeError,
 } from './errors.js';
 export { evolve } from './evolve.js';
+export { recordTableFor } from './idempotency.js';
 export {
   type AccountId,
   type Amount,
@@ -41,6 +42,14 @@ export {
   worldAccountId,
 } from './ids.js';
 export { canTransition, INITIAL_PAYMENT_STATUSES, PAYMENT_TRANSITIONS } from './payment-status.js';
+export { PaymentTable } from './payment-table.js';
+export {
+  isLegRecord,
+  LEG_OUTCOME_TYPES,
+  type LegRecord,
+  RecordTable,
+  type StoredRecord,
+} from './record-table.js';
 export {
   decodeActor,
   decodePayment,
@@ -52,6 +61,14 @@ export {
   encodeToken,
   SNAPSHOT_VERSION,
 } from './snapshot.js';
-export { createPartitionState, DEFAULT_DOMAIN_CONFIG, DEFAULT_RISK_RULES, resolveConfig } from './state.js';
+export {
+  type CanonicalState,
+  canonicalState,
+  createPartitionState,
+  DEFAULT_DOMAIN_CONFIG,
+  DEFAULT_RISK_RULES,
+  PAYMENT_ROWS_INITIAL,
+  resolveConfig,
+} from './state.js';
 export * from './types.js';
 export { accountView, paymentView, replyFromEvent, tokenView } from './views.js';

@@ -1,5 +1,6 @@
-import { assert } from './assert.js';
-import type { PaymentState, PaymentStatus } from './types.js';
+import { invariantFailed } from './assert.js';
+import { type PaymentTable, statusCode } from './payment-table.js';
+import type { PaymentStatus } from './types.js';
 
 /**
  * Payment status machine (Stripe PaymentIntent vocabulary). Creation picks the first status; every later
@@ -31,10 +32,10 @@ export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
   return PAYMENT_TRANSITIONS[from].includes(to);
 }
 
-export function transition(payment: PaymentState, to: PaymentStatus): void {
-  assert(
-    canTransition(payment.status, to),
-    `payment ${payment.id}: illegal transition ${payment.status} -> ${to}`,
-  );
-  payment.status = to;
+export function transition(table: PaymentTable, row: number, to: PaymentStatus): void {
+  const from = table.statusOf(row);
+  if (!canTransition(from, to)) {
+    invariantFailed('payment %s: illegal transition %s -> %s', table.idOf(row), from, to);
+  }
+  table.status[row] = statusCode(to);
 }

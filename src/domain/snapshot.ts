@@ -1,14 +1,10 @@
 import { Packr } from 'msgpackr';
 import { assert } from './assert.js';
-import type { PaymentId } from './ids.js';
-import type {
-  AccountState,
-  DomainConfig,
-  DomainEvent,
-  PartitionState,
-  PaymentState,
-  TokenState,
-} from './types.js';
+import { recordTableFor } from './idempotency.js';
+import { PaymentTable } from './payment-table.js';
+import type { RecordTable, StoredRecord } from './record-table.js';
+import { PAYMENT_ROWS_INITIAL } from './state.js';
+import type { AccountState, DomainConfig, PartitionState, PaymentState, TokenState } from './types.js';
 
 /**
  * Snapshot codec (msgpackr). Records (`useRecords`) write each object shape once and then only values,
@@ -16,22 +12,25 @@ import type {
  * each snapshot carries its own record definitions, so any old snapshot decodes without a registry.
  * `v` versions the layout below; decode refuses a version it does not know rather than guess.
  */
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 
-interface SnapshotV1 {
-  v: 1;
+/**
+ * v2 (current): payments carry no `command_id` (the event has it) and the expiry queue is not written: it
+ * is the manual payments still requiring capture, in creation order, rebuilt from `payments`.
+ * v1: as v2, plus `authorizations` (ignored on decode: the same queue) and `command_id` on payments.
+ */
+interface Snapshot {
+  v: 1 | 2;
   partition: number;
   config: DomainConfig;
   accounts: AccountState[];
   payments: PaymentState[];
   tokens: TokenState[];
-  /** Idempotency records in insertion order; the key of each is its `command_id`. */
-  idempotency: DomainEvent[];
-  idempotency_previous: DomainEvent[];
+  /** Idempotency records in insertion order; the key of each is its `command_id`. v1: events only. */
+  idempotency: StoredRecord[];
+  idempotency_previous: StoredRecord[];
   idempotency_generation_started_ms: number;
   idempotency_evicted_early_count: number;
-  /** Expiry queue flattened: [payment_id, expires_ms, payment_id, expires_ms, ...] in queue order. */
-  authorizations: (string | number)[];
 }
 
 const packr = new Packr({ useRecords: true, moreTypes: false, mapsAsObjects: true });
@@ -45,9 +44,7 @@ function packOwned(value: unknown): Uint8Array {
 }
 
 export function encodeSnapshot(state: PartitionState): Uint8Array {
-  const authorizations: (string | number)[] = [];
-  for (const [payment_id, expires_ms] of state.authorizations) authorizations.push(payment_id, expires_ms);
-  const snapshot: SnapshotV1 = {
+  const snapshot: Snapshot = {
     v: SNAPSHOT_VERSION,
     partition: state.partition,
     config: state.config,
@@ -58,40 +55,34 @@ export function encodeSnapshot(state: PartitionState): Uint8Array {
     idempotency_previous: [...state.idempotency_previous.values()],
     idempotency_generation_started_ms: state.idempotency_generation_started_ms,
     idempotency_evicted_early_count: state.idempotency_evicted_early_count,
-    authorizations,
   };
   return packOwned(snapshot);
 }
 
-function recordsMap(records: DomainEvent[]): Map<string, DomainEvent> {
-  const map = new Map<string, DomainEvent>();
-  for (const record of records) map.set(record.command_id, record);
-  return map;
+function recordsTable(records: StoredRecord[]): RecordTable {
+  const table = recordTableFor(records.length);
+  for (const record of records) table.set(record.command_id, record);
+  return table;
 }
 
 export function decodeSnapshot(bytes: Uint8Array): PartitionState {
-  const snapshot = packr.unpack(bytes) as SnapshotV1;
+  const snapshot = packr.unpack(bytes) as Snapshot;
   assert(snapshot !== null && typeof snapshot === 'object', 'snapshot: not a record');
-  assert(snapshot.v === SNAPSHOT_VERSION, `snapshot: unknown version ${String(snapshot.v)}`);
+  assert(snapshot.v === 1 || snapshot.v === 2, 'snapshot: unknown version %s', String(snapshot.v));
   const state: PartitionState = {
     partition: snapshot.partition,
     config: snapshot.config,
     accounts: new Map(),
-    payments: new Map(),
+    payments: new PaymentTable(Math.max(PAYMENT_ROWS_INITIAL, snapshot.payments.length)),
     tokens: new Map(),
-    idempotency: recordsMap(snapshot.idempotency),
-    idempotency_previous: recordsMap(snapshot.idempotency_previous),
+    idempotency: recordsTable(snapshot.idempotency),
+    idempotency_previous: recordsTable(snapshot.idempotency_previous),
     idempotency_generation_started_ms: snapshot.idempotency_generation_started_ms,
     idempotency_evicted_early_count: snapshot.idempotency_evicted_early_count,
-    authorizations: new Map(),
   };
   for (const account of snapshot.accounts) state.accounts.set(account.id, account);
-  for (const payment of snapshot.payments) state.payments.set(payment.id, payment);
+  for (const payment of snapshot.payments) state.payments.set(payment.id, withoutCommandId(payment));
   for (const token of snapshot.tokens) state.tokens.set(token.id, token);
-  const queue = snapshot.authorizations;
-  assert(queue.length % 2 === 0, 'snapshot: authorization queue has an odd length');
-  for (let i = 0; i < queue.length; i += 2)
-    state.authorizations.set(queue[i] as PaymentId, queue[i + 1] as number);
   return state;
 }
 
@@ -113,10 +104,17 @@ export function encodePayment(payment: PaymentState): Uint8Array {
   return packOwned(payment);
 }
 
+/** Payments written before v2 carry the creating command's id; it now lives on the event only. */
+function withoutCommandId(payment: PaymentState & { command_id?: string }): PaymentState {
+  if (payment.command_id === undefined) return payment;
+  const { command_id: _, ...rest } = payment;
+  return rest;
+}
+
 export function decodePayment(bytes: Uint8Array): PaymentState {
   const payment = packr.unpack(bytes) as PaymentState;
   assert(typeof payment?.id === 'string', 'payment: missing id');
-  return payment;
+  return withoutCommandId(payment);
 }
 
 export function encodeToken(token: TokenState): Uint8Array {

@@ -1,7 +1,16 @@
 import { assert } from './assert.js';
 import type { Currency } from './currency.js';
 import { worldAccountId } from './ids.js';
-import type { AccountState, DomainConfig, PartitionState, RiskRules } from './types.js';
+import { PaymentTable } from './payment-table.js';
+import { RecordTable, type StoredRecord } from './record-table.js';
+import type {
+  AccountState,
+  DomainConfig,
+  PartitionState,
+  PaymentState,
+  RiskRules,
+  TokenState,
+} from './types.js';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -21,6 +30,11 @@ export const DEFAULT_DOMAIN_CONFIG: Readonly<DomainConfig> = {
   refunds_per_payment_max: 100,
   risk_rules: DEFAULT_RISK_RULES,
 };
+
+/** Rows a new partition's payment table holds before it first doubles (a few hundred KB). */
+export const PAYMENT_ROWS_INITIAL = 4096;
+/** The same for each idempotency generation. */
+export const RECORD_ROWS_INITIAL = 4096;
 
 /** The world account's currency is a placeholder: it is the counterpart of deposits in any currency. */
 const WORLD_CURRENCY = 'xxx' as Currency;
@@ -68,13 +82,12 @@ export function createPartitionState(partition: number, config?: Partial<DomainC
     partition,
     config: resolveConfig(config),
     accounts: new Map(),
-    payments: new Map(),
+    payments: new PaymentTable(PAYMENT_ROWS_INITIAL),
     tokens: new Map(),
-    idempotency: new Map(),
-    idempotency_previous: new Map(),
+    idempotency: new RecordTable(RECORD_ROWS_INITIAL),
+    idempotency_previous: new RecordTable(RECORD_ROWS_INITIAL),
     idempotency_generation_started_ms: 0,
     idempotency_evicted_early_count: 0,
-    authorizations: new Map(),
   };
   const world = newAccount(worldAccountId(partition), WORLD_CURRENCY, 'world', 0, 0, null);
   state.accounts.set(world.id, world);
@@ -108,10 +121,45 @@ export function newAccount(
 
 export function worldOf(state: PartitionState): AccountState {
   const world = state.accounts.get(worldAccountId(state.partition));
-  assert(world !== undefined, `partition ${state.partition} lost its world account`);
+  assert(world !== undefined, 'partition %s lost its world account', state.partition);
   return world;
 }
 
 export function availableOf(account: AccountState): number {
   return account.posted - account.pending;
+}
+
+/** Everything a partition's state holds, as plain values: what "two states are equal" means. */
+export interface CanonicalState {
+  partition: number;
+  config: DomainConfig;
+  accounts: Map<string, AccountState>;
+  payments: Map<string, PaymentState>;
+  /** Open authorizations in expiry-queue order: [payment id, expires_ms]. */
+  open_authorizations: [string, number][];
+  tokens: Map<string, TokenState>;
+  idempotency: Map<string, StoredRecord>;
+  idempotency_previous: Map<string, StoredRecord>;
+  idempotency_generation_started_ms: number;
+  idempotency_evicted_early_count: number;
+}
+
+/**
+ * The state without its storage layout (table capacities, index slots, queue entries already closed), so
+ * fold = live, snapshot round-trip and checkpoint restore compare what the ledger knows, not how it is
+ * laid out in memory. Cold path: tests, tools.
+ */
+export function canonicalState(state: PartitionState): CanonicalState {
+  return {
+    partition: state.partition,
+    config: state.config,
+    accounts: new Map(state.accounts),
+    payments: new Map(state.payments.entries()),
+    open_authorizations: state.payments.openAuthorizations(),
+    tokens: new Map(state.tokens),
+    idempotency: new Map(state.idempotency),
+    idempotency_previous: new Map(state.idempotency_previous),
+    idempotency_generation_started_ms: state.idempotency_generation_started_ms,
+    idempotency_evicted_early_count: state.idempotency_evicted_early_count,
+  };
 }

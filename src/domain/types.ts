@@ -1,6 +1,8 @@
 import type { Currency } from './currency.js';
 import type { ApiError, DeclineCode, FailureCode } from './errors.js';
 import type { AccountId, PaymentId, RefundId, TokenId } from './ids.js';
+import type { PaymentTable } from './payment-table.js';
+import type { RecordTable } from './record-table.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration
@@ -101,7 +103,6 @@ export interface PaymentState {
   created_ms: number;
   /** Record time after which an uncaptured authorization is released (0 for automatic capture). */
   expires_ms: number;
-  command_id: string;
   fingerprint: string | null;
   description: string | null;
   metadata: Record<string, string> | null;
@@ -124,20 +125,19 @@ export interface PartitionState {
   config: DomainConfig;
   /** Includes this partition's world account (`worldAccountId(partition)`). */
   accounts: Map<AccountId, AccountState>;
-  payments: Map<PaymentId, PaymentState>;
+  /** Payments as columns; open authorizations (the expiry queue) are kept there too. */
+  payments: PaymentTable;
   tokens: Map<TokenId, TokenState>;
   /**
    * Current generation of records: command_id (or transfer id for legs) -> the event that recorded its
-   * outcome. The reply of a retried command is rebuilt from that event (`replyFromEvent`), so no reply is
-   * stored.
+   * outcome (a leg's: its type only, see record-table.ts). The reply of a retried command is rebuilt from
+   * that event (`replyFromEvent`), so no reply is stored.
    */
-  idempotency: Map<string, DomainEvent>;
+  idempotency: RecordTable;
   /** The previous generation of records (see idempotency.ts), dropped whole at the next rotation. */
-  idempotency_previous: Map<string, DomainEvent>;
+  idempotency_previous: RecordTable;
   idempotency_generation_started_ms: number;
   idempotency_evicted_early_count: number;
-  /** Open authorizations, payment id -> expires_ms, in creation order (the expiry queue). */
-  authorizations: Map<PaymentId, number>;
 }
 
 // ---------------------------------------------------------------------------------------------------------

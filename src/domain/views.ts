@@ -165,14 +165,20 @@ export function paymentCreationReply(
 
 function accountOf(state: PartitionState, event: DomainEvent): AccountState {
   const account = state.accounts.get(event.account_id);
-  assert(account !== undefined, `event ${event.event_id} refers to missing account ${event.account_id}`);
+  assert(account !== undefined, 'event %s refers to missing account %s', event.event_id, event.account_id);
   return account;
 }
 
 function paymentOf(state: PartitionState, payment_id: PaymentId): PaymentState {
   const payment = state.payments.get(payment_id);
-  assert(payment !== undefined, `missing payment ${payment_id}`);
+  assert(payment !== undefined, 'missing payment %s', payment_id);
   return payment;
+}
+
+function paymentCurrency(state: PartitionState, payment_id: PaymentId): string {
+  const row = state.payments.find(payment_id);
+  assert(row >= 0, 'missing payment %s', payment_id);
+  return state.payments.currencyOf(row);
 }
 
 /**
@@ -262,7 +268,7 @@ function paymentChangeReply(
         object: 'refund',
         payment: event.payment_id,
         amount: event.amount,
-        currency: paymentOf(state, event.payment_id).currency,
+        currency: paymentCurrency(state, event.payment_id),
         status: 'pending',
         failure_code: null,
         created_ms: event.time_ms,

@@ -6,6 +6,7 @@ import { DirtyTracker, stateFromParts, takeDelta } from '../../src/actors/checkp
 import {
   apply,
   type Command,
+  canonicalState,
   createPartitionState,
   type PartitionState,
   shard,
@@ -100,6 +101,6 @@ describe('checkpoints after Redis lost its data (own Redis)', () => {
     const stored = await checkpoints.load(0);
     assert.ok(stored);
     assert.equal(stored.offset, 21n);
-    assert.deepEqual(stateFromParts(stored.parts), state);
+    assert.deepEqual(canonicalState(stateFromParts(stored.parts)), canonicalState(state));
   });
 });

@@ -125,7 +125,7 @@ test('authorization expiry by record time: lazily on capture, and by the timer c
     [['payment_expired', b]],
   );
   assert.deepEqual(balances(state, 'payer'), { posted: 1000, pending: 0 });
-  assert.equal(state.authorizations.size, 0);
+  assert.deepEqual(state.payments.openAuthorizations(), []);
 });
 
 test('refunds: partial and several, never above captured, through debit legs', () => {

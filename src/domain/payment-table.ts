@@ -1,0 +1,357 @@
+import { assert } from './assert.js';
+import { CURRENCIES, type Currency } from './currency.js';
+import { DECLINE_CODES, type DeclineCode, FAILURE_CODES, type FailureCode } from './errors.js';
+import type { AccountId, PaymentId } from './ids.js';
+import { grown, StringIndex } from './string-index.js';
+import type { CancellationReason, CaptureMethod, PaymentState, PaymentStatus, RefundState } from './types.js';
+
+/**
+ * A partition's payments as columns (struct of arrays), one row per payment in creation order, found by
+ * id through a StringIndex. Payments are kept for ever (they deduplicate creation durably), so they are
+ * the one table that grows with traffic; as objects they cost ~800 B and a GC copy each (BENCHMARKS.md),
+ * as a row ~120 B in arrays that double when full. Strings that repeat (payees, currencies) are stored once
+ * and referenced by number; rare fields (description, metadata, refunds) live in side maps keyed by row.
+ *
+ * `get(id)` materializes a PaymentState object (a copy) for views, snapshots and tests; `set` writes one
+ * back. The ledger's hot path reads and writes the columns by row (evolve.ts, decide-*.ts).
+ *
+ * Open authorizations (the expiry queue) are the rows of manual payments in creation order, a ring of row
+ * numbers. A row leaves the queue lazily: evolve pops the head while it is no longer requires_capture, so
+ * the head is always the oldest open authorization; closed rows behind it are skipped by the expiry tick.
+ */
+
+export const PAYMENT_STATUSES: readonly PaymentStatus[] = [
+  'requires_capture',
+  'succeeded',
+  'canceled',
+  'declined',
+  'failed',
+];
+export const STATUS_REQUIRES_CAPTURE = 0;
+export const STATUS_SUCCEEDED = 1;
+export const STATUS_CANCELED = 2;
+export const STATUS_DECLINED = 3;
+export const STATUS_FAILED = 4;
+const CAPTURE_METHODS: readonly CaptureMethod[] = ['automatic', 'manual'];
+export const METHOD_MANUAL = 1;
+/** Index 0 is null in the nullable code lists. */
+const DECLINES: readonly (DeclineCode | null)[] = [null, ...DECLINE_CODES];
+const FAILURES: readonly (FailureCode | null)[] = [null, ...FAILURE_CODES];
+const CANCELLATIONS: readonly (CancellationReason | null)[] = [null, 'requested_by_customer', 'expired'];
+const CURRENCY_LIST: readonly Currency[] = [...CURRENCIES].sort() as Currency[];
+const CURRENCY_CODES: ReadonlyMap<string, number> = new Map(CURRENCY_LIST.map((c, i) => [c, i]));
+
+function codeOf<T>(list: readonly T[], value: T, name: string): number {
+  const code = list.indexOf(value);
+  assert(code >= 0, 'payment table: unknown %s %s', name, String(value));
+  return code;
+}
+
+export function statusCode(status: PaymentStatus): number {
+  return codeOf(PAYMENT_STATUSES, status, 'status');
+}
+
+export function currencyCode(currency: string): number {
+  const code = CURRENCY_CODES.get(currency);
+  assert(code !== undefined, 'payment table: unknown currency %s', currency);
+  return code;
+}
+
+/** Strings that repeat across payments (payee account ids): each distinct one stored once. */
+class StringPool {
+  readonly #index: StringIndex;
+  strings: string[] = [];
+
+  constructor(capacity_initial: number) {
+    this.#index = new StringIndex(capacity_initial);
+  }
+
+  intern(value: string): number {
+    const row = this.#index.find(value);
+    if (row >= 0) return row;
+    this.strings.push(value);
+    return this.#index.insert(value);
+  }
+}
+
+/** The fields a new row takes from the payment's outcome event. */
+export interface NewPaymentRow {
+  id: PaymentId;
+  payer_account_id: AccountId;
+  source: string;
+  payee_account_id: AccountId;
+  amount: number;
+  currency: Currency;
+  capture_method: CaptureMethod;
+  status: PaymentStatus;
+  decline_code: DeclineCode | null;
+  created_ms: number;
+  expires_ms: number;
+  fingerprint: string | null;
+  description: string | null;
+  metadata: Record<string, string> | null;
+}
+
+export class PaymentTable {
+  readonly index: StringIndex;
+  readonly #payees: StringPool;
+  row_capacity: number;
+  /** References to strings held elsewhere (the payer account's id; the source when it is not the payer). */
+  payer: AccountId[] = [];
+  source: string[] = [];
+  fingerprint: (string | null)[] = [];
+  payee: Uint32Array;
+  currency: Uint16Array;
+  amount: Float64Array;
+  amount_capturable: Float64Array;
+  amount_received: Float64Array;
+  amount_refunded: Float64Array;
+  amount_refund_pending: Float64Array;
+  created_ms: Float64Array;
+  expires_ms: Float64Array;
+  status: Uint8Array;
+  capture_method: Uint8Array;
+  decline_code: Uint8Array;
+  failure_code: Uint8Array;
+  cancellation_reason: Uint8Array;
+  readonly description = new Map<number, string>();
+  readonly metadata = new Map<number, Record<string, string>>();
+  readonly refunds = new Map<number, RefundState[]>();
+  /** Expiry queue: ring of manual rows, creation order; `queue_head` counts pops (see the header). */
+  queue: Int32Array;
+  queue_head = 0;
+  queue_tail = 0;
+
+  constructor(row_capacity_initial: number) {
+    this.index = new StringIndex(row_capacity_initial);
+    this.#payees = new StringPool(64);
+    const n = this.index.row_capacity;
+    this.row_capacity = n;
+    this.payee = new Uint32Array(n);
+    this.currency = new Uint16Array(n);
+    this.amount = new Float64Array(n);
+    this.amount_capturable = new Float64Array(n);
+    this.amount_received = new Float64Array(n);
+    this.amount_refunded = new Float64Array(n);
+    this.amount_refund_pending = new Float64Array(n);
+    this.created_ms = new Float64Array(n);
+    this.expires_ms = new Float64Array(n);
+    this.status = new Uint8Array(n);
+    this.capture_method = new Uint8Array(n);
+    this.decline_code = new Uint8Array(n);
+    this.failure_code = new Uint8Array(n);
+    this.cancellation_reason = new Uint8Array(n);
+    this.queue = new Int32Array(64);
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  /** The row of a payment id, or -1. */
+  find(id: string): number {
+    return this.index.find(id);
+  }
+
+  has(id: string): boolean {
+    return this.index.find(id) >= 0;
+  }
+
+  idOf(row: number): PaymentId {
+    return this.index.keyOf(row) as PaymentId;
+  }
+
+  payeeOf(row: number): AccountId {
+    return this.#payees.strings[this.payee[row]!]! as AccountId;
+  }
+
+  currencyOf(row: number): Currency {
+    return CURRENCY_LIST[this.currency[row]!]!;
+  }
+
+  statusOf(row: number): PaymentStatus {
+    return PAYMENT_STATUSES[this.status[row]!]!;
+  }
+
+  captureMethodOf(row: number): CaptureMethod {
+    return CAPTURE_METHODS[this.capture_method[row]!]!;
+  }
+
+  declineCodeOf(row: number): DeclineCode | null {
+    return DECLINES[this.decline_code[row]!]!;
+  }
+
+  setFailureCode(row: number, code: FailureCode | null): void {
+    this.failure_code[row] = codeOf(FAILURES, code, 'failure code');
+  }
+
+  setCancellationReason(row: number, reason: CancellationReason | null): void {
+    this.cancellation_reason[row] = codeOf(CANCELLATIONS, reason, 'cancellation reason');
+  }
+
+  /** Adds a payment (the id must be new) and returns its row. */
+  insert(p: NewPaymentRow): number {
+    if (this.index.size === this.row_capacity) this.#grow();
+    const row = this.index.insert(p.id);
+    this.payer[row] = p.payer_account_id;
+    this.source[row] = p.source === p.payer_account_id ? p.payer_account_id : p.source;
+    this.fingerprint[row] = p.fingerprint;
+    this.payee[row] = this.#payees.intern(p.payee_account_id);
+    this.currency[row] = currencyCode(p.currency);
+    this.amount[row] = p.amount;
+    this.amount_capturable[row] = 0;
+    this.amount_received[row] = 0;
+    this.amount_refunded[row] = 0;
+    this.amount_refund_pending[row] = 0;
+    this.created_ms[row] = p.created_ms;
+    this.expires_ms[row] = p.expires_ms;
+    this.status[row] = statusCode(p.status);
+    this.capture_method[row] = p.capture_method === 'manual' ? METHOD_MANUAL : 0;
+    this.decline_code[row] = p.decline_code === null ? 0 : codeOf(DECLINES, p.decline_code, 'decline code');
+    this.failure_code[row] = 0;
+    this.cancellation_reason[row] = 0;
+    if (p.description !== null) this.description.set(row, p.description);
+    if (p.metadata !== null) this.metadata.set(row, p.metadata);
+    return row;
+  }
+
+  // ---- expiry queue ----------------------------------------------------------------------------------
+
+  get queue_length(): number {
+    return this.queue_tail - this.queue_head;
+  }
+
+  /** The i-th queued row from the head (0 = head). */
+  queuedRow(i: number): number {
+    return this.queue[(this.queue_head + i) & (this.queue.length - 1)]!;
+  }
+
+  enqueueAuthorization(row: number): void {
+    if (this.queue_length === this.queue.length) this.#growQueue();
+    this.queue[this.queue_tail & (this.queue.length - 1)] = row;
+    this.queue_tail++;
+  }
+
+  /** Drops closed authorizations from the head, so the head is the oldest open one (or the queue empty). */
+  popClosedAuthorizations(): void {
+    while (this.queue_length > 0 && this.status[this.queuedRow(0)] !== STATUS_REQUIRES_CAPTURE) {
+      this.queue_head++;
+    }
+  }
+
+  /** Open authorizations in queue order: [payment id, expires_ms] (snapshots, checkpoints, tests). */
+  openAuthorizations(): [PaymentId, number][] {
+    const out: [PaymentId, number][] = [];
+    for (let i = 0; i < this.queue_length; i++) {
+      const row = this.queuedRow(i);
+      if (this.status[row] === STATUS_REQUIRES_CAPTURE) out.push([this.idOf(row), this.expires_ms[row]!]);
+    }
+    return out;
+  }
+
+  // ---- objects at the edge ---------------------------------------------------------------------------
+
+  /** A copy of one payment as an object (views, snapshots, tests); undefined when there is none. */
+  get(id: string): PaymentState | undefined {
+    const row = this.find(id);
+    return row < 0 ? undefined : this.toState(row, id as PaymentId);
+  }
+
+  toState(row: number, id: PaymentId = this.idOf(row)): PaymentState {
+    return {
+      id,
+      payer_account_id: this.payer[row]!,
+      source: this.source[row]!,
+      payee_account_id: this.payeeOf(row),
+      amount: this.amount[row]!,
+      currency: this.currencyOf(row),
+      capture_method: this.captureMethodOf(row),
+      status: this.statusOf(row),
+      amount_capturable: this.amount_capturable[row]!,
+      amount_received: this.amount_received[row]!,
+      amount_refunded: this.amount_refunded[row]!,
+      amount_refund_pending: this.amount_refund_pending[row]!,
+      decline_code: this.declineCodeOf(row),
+      failure_code: FAILURES[this.failure_code[row]!]!,
+      cancellation_reason: CANCELLATIONS[this.cancellation_reason[row]!]!,
+      created_ms: this.created_ms[row]!,
+      expires_ms: this.expires_ms[row]!,
+      fingerprint: this.fingerprint[row]!,
+      description: this.description.get(row) ?? null,
+      metadata: this.metadata.get(row) ?? null,
+      refunds: this.refunds.get(row) ?? null,
+    };
+  }
+
+  /** Writes a whole payment (restore from a snapshot or checkpoint): a new row, or over the existing one. */
+  set(id: string, payment: PaymentState): this {
+    assert(payment.id === id, 'payment table: key %s for payment %s', id, payment.id);
+    let row = this.find(id);
+    if (row < 0) {
+      row = this.insert({ ...payment, status: payment.status });
+      if (payment.capture_method === 'manual') this.enqueueAuthorization(row);
+    }
+    this.payer[row] = payment.payer_account_id;
+    this.source[row] = payment.source;
+    this.fingerprint[row] = payment.fingerprint;
+    this.status[row] = statusCode(payment.status);
+    this.amount_capturable[row] = payment.amount_capturable;
+    this.amount_received[row] = payment.amount_received;
+    this.amount_refunded[row] = payment.amount_refunded;
+    this.amount_refund_pending[row] = payment.amount_refund_pending;
+    this.setFailureCode(row, payment.failure_code);
+    this.setCancellationReason(row, payment.cancellation_reason);
+    if (payment.refunds !== null && payment.refunds.length > 0) this.refunds.set(row, payment.refunds);
+    else this.refunds.delete(row);
+    this.popClosedAuthorizations();
+    return this;
+  }
+
+  *keys(): IterableIterator<PaymentId> {
+    for (let row = 0; row < this.size; row++) yield this.idOf(row);
+  }
+
+  *values(): IterableIterator<PaymentState> {
+    for (let row = 0; row < this.size; row++) yield this.toState(row);
+  }
+
+  *entries(): IterableIterator<[PaymentId, PaymentState]> {
+    for (let row = 0; row < this.size; row++) {
+      const payment = this.toState(row);
+      yield [payment.id, payment];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[PaymentId, PaymentState]> {
+    return this.entries();
+  }
+
+  // ---- growth ----------------------------------------------------------------------------------------
+
+  #grow(): void {
+    const n = this.row_capacity * 2;
+    this.row_capacity = n;
+    this.payee = grown(this.payee, n);
+    this.currency = grown(this.currency, n);
+    this.amount = grown(this.amount, n);
+    this.amount_capturable = grown(this.amount_capturable, n);
+    this.amount_received = grown(this.amount_received, n);
+    this.amount_refunded = grown(this.amount_refunded, n);
+    this.amount_refund_pending = grown(this.amount_refund_pending, n);
+    this.created_ms = grown(this.created_ms, n);
+    this.expires_ms = grown(this.expires_ms, n);
+    this.status = grown(this.status, n);
+    this.capture_method = grown(this.capture_method, n);
+    this.decline_code = grown(this.decline_code, n);
+    this.failure_code = grown(this.failure_code, n);
+    this.cancellation_reason = grown(this.cancellation_reason, n);
+  }
+
+  #growQueue(): void {
+    const next = new Int32Array(this.queue.length * 2);
+    for (let i = 0; i < this.queue_length; i++) next[i] = this.queuedRow(i);
+    this.queue_tail = this.queue_length;
+    this.queue_head = 0;
+    this.queue = next;
+  }
+}

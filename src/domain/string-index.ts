@@ -1,0 +1,170 @@
+import { assert } from './assert.js';
+
+/**
+ * A string -> row index in typed arrays: rows are numbered 0, 1, 2... in insertion order, and each row's
+ * key is kept as UTF-16 code units in one arena. Why not a Map<string, T>: on the ledger's hot path a Map
+ * keeps a heap object per key (the key string, the entry, often a value object), which the young-generation
+ * GC copies and the old generation traces; at hundreds of thousands of inserts a second that copying, not
+ * the lookups, was most of the domain's time (BENCHMARKS.md, ledger domain). Here an insert writes a few
+ * numbers into arrays that already exist, and nothing is allocated until the table doubles.
+ *
+ *   slots (open addressing, linear probing, load <= 1/2)      rows (insertion order)
+ *   ┌───┬───┬───┬───┬───┬───┬───┬───┐                          row: hash  key_offset key_length
+ *   │ 0 │r+1│ 0 │r+1│r+1│ 0 │ 0 │r+1│ ──────────────────────▶  0    ...   0          21
+ *   └───┴───┴───┴───┴───┴───┴───┴───┘                          1    ...   21         19
+ *   slot = (hash + i) & mask; 0 = empty                      arena: UTF-16 units of every key
+ *
+ * Rows are never deleted one by one: tables that forget (idempotency generations) are cleared whole.
+ * Cost: lookup = hash (~1 ns a char) + ~1 probe + one key compare; insert = the same plus a key copy.
+ */
+
+const FNV_OFFSET_BASIS = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+export const KEY_LENGTH_MAX = 0xffff;
+/** Rows per table, so offsets and slot numbers stay in 32 bits. */
+export const ROWS_MAX = 1 << 30;
+const ARENA_UNITS_MAX = 2 ** 32 - 1;
+
+/** FNV-1a over UTF-16 code units, then a murmur3 finalizer so that the low bits (the slot) mix well. */
+export function hashKey(key: string): number {
+  let hash = FNV_OFFSET_BASIS;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), FNV_PRIME);
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
+
+export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(
+  old: T,
+  length: number,
+): T {
+  const next = new (old.constructor as new (n: number) => T)(length);
+  next.set(old);
+  return next;
+}
+
+export class StringIndex {
+  /** Rows in use. */
+  size = 0;
+  /** Rows the arrays hold before they double. */
+  row_capacity: number;
+  slots: Int32Array;
+  row_hash: Uint32Array;
+  key_offset: Uint32Array;
+  key_length: Uint16Array;
+  arena: Uint16Array;
+  arena_used = 0;
+
+  constructor(row_capacity_initial: number) {
+    assert(
+      Number.isSafeInteger(row_capacity_initial) && row_capacity_initial >= 1,
+      'row capacity must be >= 1',
+    );
+    this.row_capacity = 1 << Math.ceil(Math.log2(Math.max(8, row_capacity_initial)));
+    this.slots = new Int32Array(this.row_capacity * 2);
+    this.row_hash = new Uint32Array(this.row_capacity);
+    this.key_offset = new Uint32Array(this.row_capacity);
+    this.key_length = new Uint16Array(this.row_capacity);
+    this.arena = new Uint16Array(this.row_capacity * 24);
+  }
+
+  /** The row of `key`, or -1. */
+  find(key: string): number {
+    return this.findHashed(key, hashKey(key));
+  }
+
+  findHashed(key: string, hash: number): number {
+    const mask = this.slots.length - 1;
+    // Bounded: the load is at most 1/2, so an empty slot is always reached within slots.length probes.
+    for (let slot = hash & mask, probes = 0; probes <= mask; slot = (slot + 1) & mask, probes++) {
+      const entry = this.slots[slot]!;
+      if (entry === 0) return -1;
+      const row = entry - 1;
+      if (this.row_hash[row] === hash && this.keyEquals(row, key)) return row;
+    }
+    assert(false, 'string index: no empty slot (load factor broken)');
+  }
+
+  keyEquals(row: number, key: string): boolean {
+    const length = this.key_length[row]!;
+    if (length !== key.length) return false;
+    const offset = this.key_offset[row]!;
+    const arena = this.arena;
+    for (let i = 0; i < length; i++) if (arena[offset + i] !== key.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** Adds `key` (which must be absent: callers look first) and returns its row. */
+  insert(key: string): number {
+    return this.insertHashed(key, hashKey(key));
+  }
+
+  insertHashed(key: string, hash: number): number {
+    assert(key.length <= KEY_LENGTH_MAX, 'string index: key of %s units is too long', key.length);
+    if (this.size === this.row_capacity) this.#growRows();
+    if (this.arena_used + key.length > this.arena.length) this.#growArena(key.length);
+    const row = this.size++;
+    this.row_hash[row] = hash;
+    this.key_offset[row] = this.arena_used;
+    this.key_length[row] = key.length;
+    const arena = this.arena;
+    const offset = this.arena_used;
+    for (let i = 0; i < key.length; i++) arena[offset + i] = key.charCodeAt(i);
+    this.arena_used += key.length;
+    this.#place(row, hash);
+    return row;
+  }
+
+  keyOf(row: number): string {
+    assert(row >= 0 && row < this.size, 'string index: no row %s', row);
+    const offset = this.key_offset[row]!;
+    return String.fromCharCode.apply(
+      null,
+      this.arena.subarray(offset, offset + this.key_length[row]!) as unknown as number[],
+    );
+  }
+
+  /** Forgets every row and keeps the memory (it is already paged in, which is the point). */
+  clear(): void {
+    this.slots.fill(0);
+    this.size = 0;
+    this.arena_used = 0;
+  }
+
+  /** Bytes held by the typed arrays (what the table costs, used or not). */
+  get bytes(): number {
+    return (
+      this.slots.byteLength +
+      this.row_hash.byteLength +
+      this.key_offset.byteLength +
+      this.key_length.byteLength +
+      this.arena.byteLength
+    );
+  }
+
+  #place(row: number, hash: number): void {
+    const mask = this.slots.length - 1;
+    let slot = hash & mask;
+    while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
+    this.slots[slot] = row + 1;
+  }
+
+  #growRows(): void {
+    const capacity = this.row_capacity * 2;
+    assert(capacity <= ROWS_MAX, 'string index: more than %s rows', ROWS_MAX);
+    this.row_capacity = capacity;
+    this.row_hash = grown(this.row_hash, capacity);
+    this.key_offset = grown(this.key_offset, capacity);
+    this.key_length = grown(this.key_length, capacity);
+    this.slots = new Int32Array(capacity * 2);
+    for (let row = 0; row < this.size; row++) this.#place(row, this.row_hash[row]!);
+  }
+
+  #growArena(units_needed: number): void {
+    const length = Math.max(this.arena.length * 2, this.arena_used + units_needed);
+    assert(length <= ARENA_UNITS_MAX, 'string index: key arena over 4 G units');
+    this.arena = grown(this.arena, length);
+  }
+}
