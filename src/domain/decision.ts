@@ -28,17 +28,19 @@ export function accepted(
   };
 }
 
-const NON_CLIENT_TYPES: ReadonlySet<string> = new Set([
-  'credit',
-  'credit_rejected',
-  'debit',
-  'debit_settled',
-  'debit_rejected',
-  'expire_authorizations',
-]);
-
+/** Legs and timers get no reply; everything else comes from a client. A switch, not a Set: hot path. */
 export function isClientCommand(command: Command): boolean {
-  return !NON_CLIENT_TYPES.has(command.type);
+  switch (command.type) {
+    case 'credit':
+    case 'credit_rejected':
+    case 'debit':
+    case 'debit_settled':
+    case 'debit_rejected':
+    case 'expire_authorizations':
+      return false;
+    default:
+      return true;
+  }
 }
 
 export function fingerprintOf(command: Command): string | null {
@@ -47,5 +49,6 @@ export function fingerprintOf(command: Command): string | null {
 
 /** event ids are `<command_id>:<index>`: deterministic and unique, as command ids are. */
 export function eventId(command: Command, index: number): string {
-  return command.command_id + ':' + index;
+  // Most commands have one event: skip the number-to-string conversion for it.
+  return index === 0 ? command.command_id + ':0' : command.command_id + ':' + index;
 }

@@ -92,7 +92,6 @@ function assertFunded(account: AccountState): void {
 }
 
 function insertPayment(state: PartitionState, event: PaymentCreatedEvent | PaymentDeclinedEvent): number {
-  assert(!state.payments.has(event.payment_id), 'payment %s created twice', event.payment_id);
   const declined = event.type === 'payment_declined';
   const manual = event.capture_method === 'manual';
   const table = state.payments;

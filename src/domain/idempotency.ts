@@ -1,4 +1,5 @@
 import { RecordTable, type StoredRecord } from './record-table.js';
+import { hashKey } from './string-index.js';
 import { RECORD_ROWS_INITIAL } from './state.js';
 import type { Command, DomainEvent, EventType, PartitionState } from './types.js';
 
@@ -19,20 +20,21 @@ import type { Command, DomainEvent, EventType, PartitionState } from './types.js
  * the payment id the gateway derives from the idempotency key (see decideCreatePayment).
  */
 
+/** Every command but payment creation asks this; the key is hashed once for both generations. */
 export function findRecord(state: PartitionState, key: string): StoredRecord | undefined {
-  return state.idempotency.get(key) ?? state.idempotency_previous.get(key);
-}
-
-/** Whether `key` has a record, without building it (the hot path: every leg and most commands ask). */
-export function hasRecord(state: PartitionState, key: string): boolean {
-  return state.idempotency.has(key) || state.idempotency_previous.has(key);
+  const hash = hashKey(key);
+  let row = state.idempotency.findHashed(key, hash);
+  if (row >= 0) return state.idempotency.recordOf(row, key);
+  row = state.idempotency_previous.findHashed(key, hash);
+  return row >= 0 ? state.idempotency_previous.recordOf(row, key) : undefined;
 }
 
 /** The outcome type recorded under `key`, or null; builds nothing. */
 export function recordType(state: PartitionState, key: string): EventType | null {
-  let row = state.idempotency.find(key);
+  const hash = hashKey(key);
+  let row = state.idempotency.findHashed(key, hash);
   if (row >= 0) return state.idempotency.typeOf(row);
-  row = state.idempotency_previous.find(key);
+  row = state.idempotency_previous.findHashed(key, hash);
   return row >= 0 ? state.idempotency_previous.typeOf(row) : null;
 }
 

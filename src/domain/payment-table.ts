@@ -2,7 +2,7 @@ import { assert } from './assert.js';
 import { CURRENCIES, type Currency } from './currency.js';
 import { DECLINE_CODES, type DeclineCode, FAILURE_CODES, type FailureCode } from './errors.js';
 import type { AccountId, PaymentId } from './ids.js';
-import { grown, StringIndex } from './string-index.js';
+import { grown, hashKey, StringIndex } from './string-index.js';
 import type { CancellationReason, CaptureMethod, PaymentState, PaymentStatus, RefundState } from './types.js';
 
 /**
@@ -52,10 +52,16 @@ export function statusCode(status: PaymentStatus): number {
 }
 
 export function currencyCode(currency: string): number {
+  // Most payments of a partition share a currency or two: skip the Map for a repeat of the last one.
+  if (currency === last_currency) return last_currency_code;
   const code = CURRENCY_CODES.get(currency);
   assert(code !== undefined, 'payment table: unknown currency %s', currency);
+  last_currency = currency;
+  last_currency_code = code;
   return code;
 }
+let last_currency = '';
+let last_currency_code = -1;
 
 /** Strings that repeat across payments (payee account ids): each distinct one stored once. */
 class StringPool {
@@ -192,7 +198,9 @@ export class PaymentTable {
   /** Adds a payment (the id must be new) and returns its row. */
   insert(p: NewPaymentRow): number {
     if (this.index.size === this.row_capacity) this.#grow();
-    const row = this.index.insert(p.id);
+    const hash = hashKey(p.id);
+    assert(this.index.findHashed(p.id, hash) < 0, 'payment %s created twice', p.id);
+    const row = this.index.insertHashed(p.id, hash);
     this.payer[row] = p.payer_account_id;
     this.source[row] = p.source === p.payer_account_id ? p.payer_account_id : p.source;
     this.fingerprint[row] = p.fingerprint;
@@ -205,7 +213,7 @@ export class PaymentTable {
     this.amount_refund_pending[row] = 0;
     this.created_ms[row] = p.created_ms;
     this.expires_ms[row] = p.expires_ms;
-    this.status[row] = statusCode(p.status);
+    this.status[row] = p.status === 'succeeded' ? STATUS_SUCCEEDED : statusCode(p.status);
     this.capture_method[row] = p.capture_method === 'manual' ? METHOD_MANUAL : 0;
     this.decline_code[row] = p.decline_code === null ? 0 : codeOf(DECLINES, p.decline_code, 'decline code');
     this.failure_code[row] = 0;

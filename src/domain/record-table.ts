@@ -1,5 +1,5 @@
 import { assert } from './assert.js';
-import { StringIndex } from './string-index.js';
+import { hashKey, StringIndex } from './string-index.js';
 import type { DomainEvent, EventType } from './types.js';
 
 /**
@@ -64,6 +64,11 @@ export class RecordTable {
     return this.index.find(key);
   }
 
+  /** `find` with the key's hashKey already computed (one hash for both generations). */
+  findHashed(key: string, hash: number): number {
+    return this.index.findHashed(key, hash);
+  }
+
   has(key: string): boolean {
     return this.index.find(key) >= 0;
   }
@@ -79,9 +84,10 @@ export class RecordTable {
 
   /** Records an outcome under `key`; a later outcome of the same key replaces the earlier one. */
   set(key: string, record: StoredRecord): this {
-    let row = this.index.find(key);
+    const hash = hashKey(key);
+    let row = this.index.findHashed(key, hash);
     if (row < 0) {
-      row = this.index.insert(key);
+      row = this.index.insertHashed(key, hash);
       if (this.index.row_capacity > this.type_code.length) this.#grow();
     }
     const code = legOutcomeCode(record.type);
