@@ -206,19 +206,19 @@ export function creditLeg(
   };
 }
 
-type FoundPayment = { row: number; error: null } | { row: -1; error: Decision };
+/** The row of a client-named payment, or -1 (answer it with `paymentNotFound`). */
+export function findPayment(state: PartitionState, id: string): number {
+  return parsePaymentId(id) === null ? -1 : state.payments.find(id);
+}
 
-/** The row of a client-named payment, or the 404 answer. */
-export function findPayment(state: PartitionState, id: string, param: string): FoundPayment {
-  const row = parsePaymentId(id) === null ? -1 : state.payments.find(id);
-  if (row < 0) return { row: -1, error: rejected(fail('not_found', `No such payment: ${id}`, param)) };
-  return { row, error: null };
+export function paymentNotFound(id: string, param: string): Decision {
+  return rejected(fail('not_found', `No such payment: ${id}`, param));
 }
 
 export function decideGetPayment(state: PartitionState, command: GetPaymentCommand): Decision {
-  const found = findPayment(state, command.payment_id, 'id');
-  if (found.error) return found.error;
-  return rejected(ok(200, paymentView(state.payments.toState(found.row))));
+  const row = findPayment(state, command.payment_id);
+  if (row < 0) return paymentNotFound(command.payment_id, 'id');
+  return rejected(ok(200, paymentView(state.payments.toState(row))));
 }
 
 function releaseEvent(
@@ -253,10 +253,9 @@ function notCapturable(table: PaymentTable, row: number, verb: string): Decision
 }
 
 export function decideCapture(state: PartitionState, command: CapturePaymentCommand): Decision {
-  const found = findPayment(state, command.payment_id, 'payment');
-  if (found.error) return found.error;
+  const row = findPayment(state, command.payment_id);
+  if (row < 0) return paymentNotFound(command.payment_id, 'payment');
   const table = state.payments;
-  const row = found.row;
   const payment_id = command.payment_id as PaymentId;
   if (table.status[row] !== STATUS_REQUIRES_CAPTURE) return notCapturable(table, row, 'captured');
   if (isExpired(table, row, command.time_ms)) {
@@ -286,10 +285,9 @@ export function decideCapture(state: PartitionState, command: CapturePaymentComm
 }
 
 export function decideCancel(state: PartitionState, command: CancelPaymentCommand): Decision {
-  const found = findPayment(state, command.payment_id, 'payment');
-  if (found.error) return found.error;
+  const row = findPayment(state, command.payment_id);
+  if (row < 0) return paymentNotFound(command.payment_id, 'payment');
   const table = state.payments;
-  const row = found.row;
   if (table.status[row] !== STATUS_REQUIRES_CAPTURE) return notCapturable(table, row, 'canceled');
   const type = isExpired(table, row, command.time_ms) ? 'payment_expired' : 'payment_canceled';
   return accepted(

@@ -1,4 +1,4 @@
-import { findPayment } from './decide-payments.js';
+import { findPayment, paymentNotFound } from './decide-payments.js';
 import { accepted, eventId, fingerprintOf, invalid, rejected } from './decision.js';
 import { type PaymentId, parseAmount, type RefundId } from './ids.js';
 import { STATUS_SUCCEEDED } from './payment-table.js';
@@ -13,10 +13,9 @@ const REFUND_ID_LENGTH_MAX = 300;
  * then succeeds (`debit_settled`) or fails (`debit_rejected`). Refunds never exceed the captured amount.
  */
 export function decideRefund(state: PartitionState, command: CreateRefundCommand): Decision {
-  const found = findPayment(state, command.payment_id, 'payment');
-  if (found.error) return found.error;
+  const row = findPayment(state, command.payment_id);
+  if (row < 0) return paymentNotFound(command.payment_id, 'payment');
   const table = state.payments;
-  const row = found.row;
   if (table.status[row] !== STATUS_SUCCEEDED) {
     return rejected(
       fail('payment_invalid_state', `Payment is ${table.statusOf(row)}; only succeeded can be refunded.`),

@@ -3,11 +3,16 @@ import { fail, replyFromEvent } from './views.js';
 
 /** Small builders shared by the decide modules. */
 
-const NO_FOLLOW_UPS: FollowUpCommand[] = [];
-Object.freeze(NO_FOLLOW_UPS);
+/**
+ * Shared empty lists for decisions without events or legs: most decisions have no legs and every rejected
+ * one has neither, and an empty array each is garbage on the hot path. Frozen, so a caller that tried to
+ * push into one would throw instead of corrupting every later decision.
+ */
+const NO_EVENTS: DomainEvent[] = Object.freeze([]) as unknown as DomainEvent[];
+const NO_FOLLOW_UPS: FollowUpCommand[] = Object.freeze([]) as unknown as FollowUpCommand[];
 
 export function rejected(reply: Reply | null): Decision {
-  return { events: [], reply, follow_ups: [] };
+  return { events: NO_EVENTS, reply, follow_ups: NO_FOLLOW_UPS };
 }
 
 export function invalid(message: string, param?: string): Decision {
@@ -24,7 +29,7 @@ export function accepted(
   return {
     events: [event],
     reply: isClientCommand(command) ? replyFromEvent(state, event) : null,
-    follow_ups: follow_ups === NO_FOLLOW_UPS ? [] : follow_ups,
+    follow_ups,
   };
 }
 

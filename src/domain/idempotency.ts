@@ -1,6 +1,6 @@
 import { RecordTable, type StoredRecord } from './record-table.js';
-import { hashKey } from './string-index.js';
 import { RECORD_ROWS_INITIAL } from './state.js';
+import { hashKey } from './string-index.js';
 import type { Command, DomainEvent, EventType, PartitionState } from './types.js';
 
 /**

@@ -137,30 +137,27 @@ export function paymentCreationReply(
   const decline_code = created.decline_code;
   if (decline_code !== null) return declineReply(id, decline_code);
   const manual = created.capture_method === 'manual';
-  const fixed: PaymentFixed = {
+  // The same fields, in the same order, as paymentView: built directly (every payment is answered so).
+  return ok(201, {
     id,
-    source: created.source,
-    payee_account_id: created.payee_account_id,
+    object: 'payment',
+    status: manual ? 'requires_capture' : 'succeeded',
     amount: created.amount,
     currency: created.currency,
+    source: created.source,
+    destination: created.payee_account_id,
     capture_method: created.capture_method,
+    amount_capturable: manual ? created.amount : 0,
+    amount_received: manual ? 0 : created.amount,
+    amount_refunded: 0,
     decline_code: null,
+    failure_code: null,
+    cancellation_reason: null,
     created_ms: 'created_ms' in created ? created.created_ms : created.time_ms,
     expires_ms: created.expires_ms,
     description: created.description,
     metadata: created.metadata,
-  };
-  return ok(
-    201,
-    paymentView(fixed, {
-      status: manual ? 'requires_capture' : 'succeeded',
-      amount_capturable: manual ? created.amount : 0,
-      amount_received: manual ? 0 : created.amount,
-      amount_refunded: 0,
-      failure_code: null,
-      cancellation_reason: null,
-    }),
-  );
+  });
 }
 
 function accountOf(state: PartitionState, event: DomainEvent): AccountState {
