@@ -20,6 +20,7 @@ import {
   type FollowUpCommand,
   type PartitionState,
   paymentIdFor,
+  recordTableFor,
   shard,
 } from '../src/domain/index.js';
 
@@ -67,18 +68,41 @@ function pick(n: number): number {
   return Math.floor(random() * n);
 }
 
-function heapUsed(): number {
+/** JS heap and ArrayBuffer memory after a full GC: the tables keep their rows in typed arrays. */
+function memoryUsed(): { heap_b: number; buffers_b: number; total_b: number } {
   gc();
   gc();
-  return process.memoryUsage().heapUsed;
+  const usage = process.memoryUsage();
+  return {
+    heap_b: usage.heapUsed,
+    buffers_b: usage.arrayBuffers,
+    total_b: usage.heapUsed + usage.arrayBuffers,
+  };
+}
+
+/**
+ * Machine calibration: the first write to a fresh page is a page fault, and on this VM a fault costs
+ * microseconds (tables grow into fresh memory: every new row pays a share of one).
+ */
+function pageFaultCalibrationUs(): { first_touch_us_per_page: number; touched_us_per_page: number } {
+  const pages = 8192;
+  const words_per_page = 512;
+  const array = new Float64Array(pages * words_per_page);
+  const sweep = (): number => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < array.length; i += words_per_page) array[i] = i;
+    return Number(process.hrtime.bigint() - start) / 1000 / pages;
+  };
+  const first_touch_us_per_page = sweep();
+  return { first_touch_us_per_page, touched_us_per_page: sweep() };
 }
 
 function setup(): {
   state: PartitionState;
-  heap_per_account_b: number;
-  heap_per_account_with_records_b: number;
+  memory_per_account_b: number;
+  memory_per_account_with_records_b: number;
 } {
-  const before = heapUsed();
+  const before = memoryUsed().total_b;
   const state = createPartitionState(0);
   for (let i = 0; i < ACCOUNTS; i++) {
     const kind = i < MERCHANTS ? 'merchant' : 'customer';
@@ -101,13 +125,16 @@ function setup(): {
       currency: 'usd',
     });
   }
-  const with_records = heapUsed();
-  state.idempotency.clear(); // accounts alone: the records of the setup commands would expire in 24 h
-  const accounts_only = heapUsed();
+  const with_records = memoryUsed().total_b;
+  // Accounts alone: the setup's records would expire in 24 h. Fresh tables, so the memory the old ones
+  // keep for reuse is not counted as the accounts'.
+  state.idempotency = recordTableFor(0);
+  state.idempotency_previous = recordTableFor(0);
+  const accounts_only = memoryUsed().total_b;
   return {
     state,
-    heap_per_account_b: (accounts_only - before) / ACCOUNTS,
-    heap_per_account_with_records_b: (with_records - before) / ACCOUNTS,
+    memory_per_account_b: (accounts_only - before) / ACCOUNTS,
+    memory_per_account_with_records_b: (with_records - before) / ACCOUNTS,
   };
 }
 
@@ -271,11 +298,12 @@ function median(values: number[]): number {
 
 function main(): void {
   const map_op_ns = mapCalibrationNs();
-  const { state, heap_per_account_b, heap_per_account_with_records_b } = setup();
+  const faults = pageFaultCalibrationUs();
+  const { state, memory_per_account_b, memory_per_account_with_records_b } = setup();
   const snap_accounts = snapshotThroughMsgpack(state);
   const json_accounts = snapshotThroughJson(state);
   for (let i = 0; i < WARMUP_BATCHES; i++) runBatch(state);
-  const heap_before_run = heapUsed();
+  const memory_before_run = memoryUsed();
   const payments_before = state.payments.size;
   const rates: number[] = [];
   let total_ns = 0n;
@@ -290,7 +318,7 @@ function main(): void {
     errors += r.errors;
     rates.push((BATCH * 1e9) / Number(r.elapsed_ns));
   }
-  const heap_after_run = heapUsed();
+  const memory_after_run = memoryUsed();
   const payments_added = state.payments.size - payments_before;
   const seconds = Number(total_ns) / 1e9;
   const client = MEASURED_BATCHES * BATCH;
@@ -304,9 +332,11 @@ function main(): void {
     `apply, client commands (legs' time included): ${(client / seconds).toFixed(0)} commands/s; median batch ${median(rates).toFixed(0)}/s, best batch ${Math.max(...rates).toFixed(0)}/s`,
     `apply, client commands + legs counted:        ${((client + legs) / seconds).toFixed(0)} commands/s (${legs} legs)`,
     `outcomes: declined ${declined}, other errors ${errors} (of ${client})`,
-    `heap per account (actor state):     ${heap_per_account_b.toFixed(0)} B`,
-    `heap per account + 2 idem. records: ${heap_per_account_with_records_b.toFixed(0)} B`,
-    `heap growth per payment (payment + its records, incl. legs): ${((heap_after_run - heap_before_run) / payments_added).toFixed(0)} B over ${payments_added} payments`,
+    `memory per account (actor state, JS heap + typed arrays):   ${memory_per_account_b.toFixed(0)} B`,
+    `memory per account + its 2 idempotency records (open, deposit): ${memory_per_account_with_records_b.toFixed(0)} B`,
+    `memory growth per payment (payment + records of its commands and legs): heap ${((memory_after_run.heap_b - memory_before_run.heap_b) / payments_added).toFixed(0)} B + typed arrays ${((memory_after_run.buffers_b - memory_before_run.buffers_b) / payments_added).toFixed(0)} B (tables double when full) over ${payments_added} payments`,
+    `tables: payments ${state.payments.size} rows in ${state.payments.index.row_capacity} | records ${state.idempotency.size} + ${state.idempotency_previous.size} rows`,
+    `calibration: first write to a fresh 4 KiB page ${faults.first_touch_us_per_page.toFixed(2)} us, to a touched page ${faults.touched_us_per_page.toFixed(3)} us`,
     `idempotency records: ${state.idempotency.size} (evicted early by the bound: ${state.idempotency_evicted_early_count})`,
     `snapshot, 100k accounts:   msgpackr ${(snap_accounts.bytes / 1e6).toFixed(1)} MB, encode ${mbPerS(snap_accounts.bytes, snap_accounts.encode_ms)} MB/s, decode ${mbPerS(snap_accounts.bytes, snap_accounts.decode_ms)} MB/s` +
       ` | JSON ${(json_accounts.bytes / 1e6).toFixed(1)} MB, encode ${mbPerS(json_accounts.bytes, json_accounts.encode_ms)} MB/s, decode ${mbPerS(json_accounts.bytes, json_accounts.decode_ms)} MB/s` +

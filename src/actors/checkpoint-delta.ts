@@ -182,10 +182,11 @@ export function stateFromParts(parts: CheckpointParts): PartitionState {
     const account: AccountState = decodeActor(bytes);
     state.accounts.set(account.id, account);
   }
-  for (const bytes of parts.payments) {
-    const payment = decodePayment(bytes);
-    state.payments.set(payment.id, payment);
-  }
+  // Redis returns a hash in no useful order; payments go back in creation order (ties by id, so every
+  // restore lays them out alike), which keeps the expiry queue the domain rebuilds in expiry order.
+  const payments = parts.payments.map(decodePayment);
+  payments.sort((a, b) => a.created_ms - b.created_ms || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const payment of payments) state.payments.set(payment.id, payment);
   for (const bytes of parts.tokens) {
     const token = decodeToken(bytes);
     state.tokens.set(token.id, token);
