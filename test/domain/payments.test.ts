@@ -5,6 +5,7 @@ import {
   type Command,
   type CreditLeg,
   canTransition,
+  type Decision,
   decide,
   evolve,
   type FollowUpCommand,
@@ -126,6 +127,22 @@ test('authorization expiry by record time: lazily on capture, and by the timer c
   );
   assert.deepEqual(balances(state, 'payer'), { posted: 1000, pending: 0 });
   assert.deepEqual(state.payments.openAuthorizations(), []);
+});
+
+test('expiry tick: steps over authorizations closed behind the head, at most the per-tick bound', () => {
+  const state = setup({ authorization_expiry_ms: 1000, expirations_per_tick_max: 2 });
+  const ids = [1, 2, 3, 4, 5].map((amount) => body(pay(state, { capture: false, amount })).id as string);
+  body(run(state, { type: 'capture_payment', payment_id: ids[1]! }));
+  body(run(state, { type: 'cancel_payment', payment_id: ids[2]! }));
+  assert.equal(state.payments.queue_length, 5, 'closed entries behind an open head stay queued');
+  const first = run(state, { type: 'expire_authorizations', time_ms: T0_MS + 5000 });
+  const expired = (d: Decision) => d.events.map((e) => ('payment_id' in e ? e.payment_id : null));
+  assert.deepEqual(expired(first), [ids[0], ids[3]], 'the closed two are stepped over, the bound is 2');
+  assert.deepEqual(state.payments.openAuthorizations(), [[ids[4], T0_MS + 1000]]);
+  assert.equal(state.payments.queue_length, 1, 'closed entries leave once they reach the head');
+  assert.deepEqual(expired(run(state, { type: 'expire_authorizations', time_ms: T0_MS + 5000 })), [ids[4]]);
+  assert.equal(state.payments.queue_length, 0);
+  assert.deepEqual(balances(state, 'payer'), { posted: 998, pending: 0 });
 });
 
 test('refunds: partial and several, never above captured, through debit legs', () => {
@@ -440,4 +457,14 @@ test('the payment status transition table is closed and asserted', () => {
     failure_code: 'destination_invalid' as const,
   };
   assert.throws(() => evolve(state, forged), /illegal transition canceled -> failed/);
+});
+
+test('a payment creation reply is the payment view GET gives right after, field for field', () => {
+  const state = setup();
+  for (const capture of [true, false]) {
+    const created = body(pay(state, { capture, amount: 40, description: 'boots', metadata: { order: '9' } }));
+    const got = body(run(state, { type: 'get_payment', payment_id: created.id as string }));
+    assert.deepStrictEqual(created, got);
+    assert.deepEqual(Object.keys(created), Object.keys(got), 'same fields in the same order');
+  }
 });

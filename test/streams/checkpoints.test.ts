@@ -9,6 +9,7 @@ import {
   canonicalState,
   createPartitionState,
   type PartitionState,
+  paymentIdFor,
   shard,
 } from '../../src/domain/index.js';
 import { createLogger } from '../../src/log.js';
@@ -102,6 +103,53 @@ describe('incremental checkpoints (real Redis)', () => {
     const back = await restored(3);
     assert.equal(back.offset, 20n);
     assert.deepEqual(canonicalState(back.state), canonicalState(state));
+  });
+
+  it('carries payments through deltas: refunds, captures, legs, the expiry queue in creation order', async () => {
+    const state = createPartitionState(6);
+    const dirty = new DirtyTracker();
+    const [payer, shop] = accountsOnPartition(6, 8, 2) as [string, string];
+    let time_ms = 10_000;
+    const step = (command: Record<string, unknown>): Command[] => {
+      time_ms += 4_000; // below the default velocity rule (20 a minute)
+      return [{ ...command, command_id: `k${time_ms}`, time_ms } as Command];
+    };
+    const runAll = (commands: Command[]): void => {
+      let pending = commands;
+      while (pending.length > 0) {
+        const next: Command[] = [];
+        for (const command of pending) {
+          const decision = apply(state, command);
+          for (const event of decision.events) dirty.track(state.partition, event);
+          next.push(...decision.follow_ups); // the payee is on this partition too: apply its legs here
+        }
+        pending = next;
+      }
+    };
+    runAll(workload([payer, shop], 1_000, 'p'));
+    runAll(step({ type: 'deposit', account_id: payer, amount: 100_000, currency: 'USD' }));
+    assert.equal(await checkpoints.write(6, 1n, takeDelta(state, dirty), 1), true);
+    const ids: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      const payment_id = paymentIdFor(shard(payer), `p${i}`);
+      ids.push(payment_id);
+      const pay = { type: 'create_payment', payment_id, source: payer, destination: shop, currency: 'USD' };
+      runAll(step({ ...pay, amount: 10 + i, capture: i % 3 !== 0 }));
+      if (i % 5 === 4)
+        assert.equal(await checkpoints.write(6, BigInt(i + 2), takeDelta(state, dirty), i), true);
+    }
+    for (let i = 1; i < 24; i += 3) runAll(step({ type: 'create_refund', payment_id: ids[i], amount: 3 }));
+    runAll(step({ type: 'capture_payment', payment_id: ids[3] }));
+    runAll(step({ type: 'cancel_payment', payment_id: ids[6] }));
+    assert.equal(await checkpoints.write(6, 40n, takeDelta(state, dirty), 40), true);
+    const back = (await restored(6)).state;
+    assert.deepEqual(canonicalState(back), canonicalState(state));
+    assert.equal([...back.payments.values()].filter((p) => p.refunds !== null).length, 8, 'refunds restored');
+    assert.deepEqual(
+      back.payments.openAuthorizations().map(([id]) => id),
+      [ids[0], ids[9], ids[12], ids[15], ids[18], ids[21]],
+      'open authorizations in creation order',
+    );
   });
 
   it('follows idempotency generation rotations and drops generations that expired', async () => {
