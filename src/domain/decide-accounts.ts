@@ -1,7 +1,7 @@
 import { parseCurrency } from './currency.js';
 import { accepted, eventId, fingerprintOf, invalid, rejected } from './decision.js';
 import { type AccountId, parseAccountId, parseAmount, parseTokenId, shard, shardOfTokenId } from './ids.js';
-import { worldOf } from './state.js';
+import { VELOCITY_COUNT_LIMIT, worldOf } from './state.js';
 import type {
   AccountState,
   CreateTokenCommand,
@@ -39,7 +39,8 @@ function parseRiskRules(
     merged.amount_per_day_max,
     merged.single_payment_max,
   ];
-  if (!values.every((v) => parseAmount(v) !== null) || merged.velocity_count_max > 10_000) return undefined;
+  if (!values.every((v) => parseAmount(v) !== null) || merged.velocity_count_max > VELOCITY_COUNT_LIMIT)
+    return undefined;
   return {
     velocity_count_max: merged.velocity_count_max,
     velocity_window_ms: merged.velocity_window_ms,

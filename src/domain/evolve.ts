@@ -3,7 +3,7 @@ import { remember } from './idempotency.js';
 import type { PaymentId } from './ids.js';
 import { transition } from './payment-status.js';
 import type { PaymentTable } from './payment-table.js';
-import { availableOf, DAY_MS, newAccount, worldOf } from './state.js';
+import { availableOf, DAY_MS, newAccount, VELOCITY_COUNT_LIMIT, worldOf } from './state.js';
 import type {
   AccountState,
   DomainEvent,
@@ -129,19 +129,12 @@ function evolvePaymentCreated(state: PartitionState, event: PaymentCreatedEvent)
   recordRisk(state, payer, event.amount, event.time_ms);
 }
 
-/** Risk counters of the payer: prune the velocity window, then count this payment. */
+/** Risk counters of the payer: this payment's time for the velocity rule, its amount for the day. */
 function recordRisk(state: PartitionState, payer: AccountState, amount: number, time_ms: number): void {
   const rules = payer.risk_rules ?? state.config.risk_rules;
-  const window_start_ms = time_ms - rules.velocity_window_ms;
   const times = payer.velocity_times_ms ?? [];
-  let kept = 0;
-  for (let i = 0; i < times.length; i++) {
-    const t = times[i]!;
-    if (t > window_start_ms) times[kept++] = t;
-  }
-  times.length = kept;
-  times.push(time_ms);
-  assert(times.length <= rules.velocity_count_max, 'account %s velocity list over its bound', payer.id);
+  recordVelocityTime(times, time_ms, rules.velocity_count_max);
+  assert(times.length <= VELOCITY_COUNT_LIMIT, 'account %s velocity list over its bound', payer.id);
   payer.velocity_times_ms = times;
   const day_index = Math.floor(time_ms / DAY_MS);
   if (payer.day_index !== day_index) {
@@ -149,6 +142,23 @@ function recordRisk(state: PartitionState, payer: AccountState, amount: number, 
     payer.day_amount = 0;
   }
   payer.day_amount += amount;
+}
+
+/**
+ * The payer's last accepted payment times, at most `count_max`: a new time takes a free place or replaces
+ * the oldest, so the list never shrinks. (Pruning the window, then pushing, reallocated the list's storage
+ * for almost every payment of a quiet account: an allocation and a GC copy per payment.) Times that left
+ * the window stay until replaced; velocityCount ignores them. The last N times suffice: the rule declines
+ * a payment when N accepted ones are inside the window, and those are always the most recent N.
+ */
+function recordVelocityTime(times: number[], time_ms: number, count_max: number): void {
+  if (times.length < count_max) {
+    times.push(time_ms);
+    return;
+  }
+  let oldest = 0;
+  for (let i = 1; i < times.length; i++) if (times[i]! < times[oldest]!) oldest = i;
+  times[oldest] = time_ms;
 }
 
 function refundOf(table: PaymentTable, row: number, refund_id: string): RefundState {

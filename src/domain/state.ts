@@ -46,10 +46,13 @@ function assertPositiveInteger(value: number, name: string): void {
   );
 }
 
+/** Bound on any account's velocity list (velocity_count_max can be no higher). */
+export const VELOCITY_COUNT_LIMIT = 10_000;
+
 export function assertRiskRules(rules: RiskRules): void {
   assertPositiveInteger(rules.velocity_count_max, 'velocity_count_max');
   assert(
-    rules.velocity_count_max <= 10_000,
+    rules.velocity_count_max <= VELOCITY_COUNT_LIMIT,
     'config: velocity_count_max must be <= 10000 (it bounds a per-account list)',
   );
   assertPositiveInteger(rules.velocity_window_ms, 'velocity_window_ms');

@@ -59,7 +59,10 @@ export interface AccountState {
   created_ms: number;
   /** Null: the partition's default rules apply. */
   risk_rules: RiskRules | null;
-  /** Record times of accepted payments inside the velocity window, oldest first; null until the first. */
+  /**
+   * Record times of the last accepted payments, at most the velocity rule's count, in no order (a new one
+   * replaces the oldest); velocity counts those inside the window. Null until the first payment.
+   */
   velocity_times_ms: number[] | null;
   /** UTC day index of `day_amount` and the amount accepted on that day. */
   day_index: number;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import {
   apply,
   type Command,
@@ -467,4 +468,32 @@ test('a payment creation reply is the payment view GET gives right after, field 
     assert.deepStrictEqual(created, got);
     assert.deepEqual(Object.keys(created), Object.keys(got), 'same fields in the same order');
   }
+});
+
+test('velocity (property): declines exactly when N accepted payments lie inside the window before it', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 1, maxLength: 40 }),
+      (count_max, gaps_ms) => {
+        const window_ms = 60_000;
+        const state = setup({
+          risk_rules: { velocity_count_max: count_max, velocity_window_ms: window_ms },
+        });
+        const accepted_ms: number[] = []; // the model keeps every accepted time
+        let time_ms = T0_MS;
+        for (const gap_ms of gaps_ms) {
+          time_ms += gap_ms;
+          const inside = accepted_ms.filter((t) => t > time_ms - window_ms).length;
+          const decision = pay(state, { amount: 1, time_ms });
+          const declined = decision.reply?.ok === false;
+          assert.equal(declined, inside >= count_max, `at +${time_ms - T0_MS} ms, ${inside} inside`);
+          if (!declined) accepted_ms.push(time_ms);
+        }
+        const times = state.accounts.get('payer' as never)?.velocity_times_ms ?? [];
+        assert.ok(times.length <= count_max, 'the list holds at most N times');
+      },
+    ),
+    { numRuns: 200 },
+  );
 });
