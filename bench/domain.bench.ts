@@ -7,10 +7,13 @@
  * their batch, as the payee partitions would, and are timed too. Command objects are built before the
  * clock starts (the gateway builds them, not the lane).
  *
- * Baseline in the same run: the same snapshot through JSON (stringify/parse + Map rebuild) vs msgpackr.
+ * Baselines in the same run, for snapshots of the same state: snapshot v2 (msgpackr, an object per account,
+ * payment and record: the codec before the tables) and the same objects through JSON (stringify/parse +
+ * Map rebuild), against v3 (the tables' columns).
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { Packr } from 'msgpackr';
 import {
   apply,
   type Command,
@@ -233,17 +236,32 @@ function runBatch(state: PartitionState): BatchResult {
   return { elapsed_ns: process.hrtime.bigint() - start, legs, declined, errors };
 }
 
-function snapshotThroughJson(state: PartitionState): { encode_ms: number; decode_ms: number; bytes: number } {
-  const t0 = performance.now();
-  const text = JSON.stringify({
+interface CodecRun {
+  encode_ms: number;
+  decode_ms: number;
+  bytes: number;
+}
+
+/** All state as objects: one per account, payment and record (what v2 and the JSON baseline write). */
+function stateAsObjects(state: PartitionState) {
+  return {
+    v: 2,
     partition: state.partition,
     config: state.config,
     accounts: [...state.accounts.values()],
     payments: [...state.payments.values()],
     tokens: [...state.tokens.values()],
     idempotency: [...state.idempotency.values()],
-    open_authorizations: state.payments.openAuthorizations(),
-  });
+    idempotency_previous: [...state.idempotency_previous.values()],
+    idempotency_generation_started_ms: state.idempotency_generation_started_ms,
+    idempotency_evicted_early_count: state.idempotency_evicted_early_count,
+  };
+}
+
+/** Baseline 1: the objects through JSON.stringify/parse and a Map rebuild. */
+function snapshotThroughJson(state: PartitionState): CodecRun {
+  const t0 = performance.now();
+  const text = JSON.stringify(stateAsObjects(state));
   const bytes = Buffer.byteLength(text);
   const t1 = performance.now();
   const parsed = JSON.parse(text) as Record<string, { id?: string; command_id?: string }[]>;
@@ -257,18 +275,43 @@ function snapshotThroughJson(state: PartitionState): { encode_ms: number; decode
   return { encode_ms: t1 - t0, decode_ms: t2 - t1, bytes };
 }
 
-function snapshotThroughMsgpack(state: PartitionState): {
-  encode_ms: number;
-  decode_ms: number;
-  bytes: number;
-} {
+/** Baseline 2: snapshot v2, the codec before the tables (msgpackr records, an object per entity). */
+const objects_packr = new Packr({ useRecords: true, moreTypes: false, mapsAsObjects: true });
+function snapshotV2Objects(state: PartitionState): CodecRun {
+  const t0 = performance.now();
+  const bytes = new Uint8Array(objects_packr.pack(stateAsObjects(state)));
+  const t1 = performance.now();
+  const decoded = decodeSnapshot(bytes);
+  const t2 = performance.now();
+  if (decoded.payments.size !== state.payments.size) throw new Error('v2 snapshot lost payments');
+  return { encode_ms: t1 - t0, decode_ms: t2 - t1, bytes: bytes.byteLength };
+}
+
+/** The codec: snapshot v3, tables as columns. */
+function snapshotV3Columns(state: PartitionState): CodecRun {
   const t0 = performance.now();
   const bytes = encodeSnapshot(state);
   const t1 = performance.now();
   const decoded = decodeSnapshot(bytes);
   const t2 = performance.now();
   if (decoded.accounts.size !== state.accounts.size) throw new Error('snapshot lost accounts');
+  if (decoded.payments.size !== state.payments.size) throw new Error('snapshot lost payments');
   return { encode_ms: t1 - t0, decode_ms: t2 - t1, bytes: bytes.byteLength };
+}
+
+function snapshotLine(label: string, state: PartitionState): string {
+  const v3 = snapshotV3Columns(state);
+  const v2 = snapshotV2Objects(state);
+  const json = snapshotThroughJson(state);
+  const one = (name: string, r: CodecRun): string =>
+    `${name} ${(r.bytes / 1e6).toFixed(1)} MB, encode ${r.encode_ms.toFixed(0)} ms (${mbPerS(r.bytes, r.encode_ms)} MB/s), decode ${r.decode_ms.toFixed(0)} ms (${mbPerS(r.bytes, r.decode_ms)} MB/s)`;
+  const ratio = (r: CodecRun): string =>
+    `${(r.encode_ms / v3.encode_ms).toFixed(1)}x / ${(r.decode_ms / v3.decode_ms).toFixed(1)}x`;
+  return (
+    `snapshot, ${label}: ${one('v3 columns', v3)}\n` +
+    `    baselines: ${one('v2 objects (msgpackr)', v2)}; ${one('JSON objects', json)}\n` +
+    `    time ratio encode / decode vs v3: v2 ${ratio(v2)}, JSON ${ratio(json)}`
+  );
 }
 
 /**
@@ -298,10 +341,8 @@ function median(values: number[]): number {
 
 function main(): void {
   const map_op_ns = mapCalibrationNs();
-  const faults = pageFaultCalibrationUs();
   const { state, memory_per_account_b, memory_per_account_with_records_b } = setup();
-  const snap_accounts = snapshotThroughMsgpack(state);
-  const json_accounts = snapshotThroughJson(state);
+  const snapshot_accounts = snapshotLine(`${ACCOUNTS.toLocaleString('en')} accounts`, state);
   for (let i = 0; i < WARMUP_BATCHES; i++) runBatch(state);
   const memory_before_run = memoryUsed();
   const payments_before = state.payments.size;
@@ -322,8 +363,11 @@ function main(): void {
   const payments_added = state.payments.size - payments_before;
   const seconds = Number(total_ns) / 1e9;
   const client = MEASURED_BATCHES * BATCH;
-  const snap_full = snapshotThroughMsgpack(state);
-  const json_full = snapshotThroughJson(state);
+  const snapshot_full = snapshotLine(
+    `after the run (${state.payments.size} payments, ${state.idempotency.size + state.idempotency_previous.size} records)`,
+    state,
+  );
+  const faults = pageFaultCalibrationUs();
 
   const lines = [
     `node ${process.version}, ${process.arch}, one core (single thread), ${ACCOUNTS.toLocaleString('en')} accounts`,
@@ -338,12 +382,8 @@ function main(): void {
     `tables: payments ${state.payments.size} rows in ${state.payments.index.row_capacity} | records ${state.idempotency.size} + ${state.idempotency_previous.size} rows`,
     `calibration: first write to a fresh 4 KiB page ${faults.first_touch_us_per_page.toFixed(2)} us, to a touched page ${faults.touched_us_per_page.toFixed(3)} us`,
     `idempotency records: ${state.idempotency.size} (evicted early by the bound: ${state.idempotency_evicted_early_count})`,
-    `snapshot, 100k accounts:   msgpackr ${(snap_accounts.bytes / 1e6).toFixed(1)} MB, encode ${mbPerS(snap_accounts.bytes, snap_accounts.encode_ms)} MB/s, decode ${mbPerS(snap_accounts.bytes, snap_accounts.decode_ms)} MB/s` +
-      ` | JSON ${(json_accounts.bytes / 1e6).toFixed(1)} MB, encode ${mbPerS(json_accounts.bytes, json_accounts.encode_ms)} MB/s, decode ${mbPerS(json_accounts.bytes, json_accounts.decode_ms)} MB/s` +
-      ` | time ratio JSON/msgpackr encode ${(json_accounts.encode_ms / snap_accounts.encode_ms).toFixed(2)}x, decode ${(json_accounts.decode_ms / snap_accounts.decode_ms).toFixed(2)}x`,
-    `snapshot, after the run (${state.payments.size} payments, ${state.idempotency.size} records): msgpackr ${(snap_full.bytes / 1e6).toFixed(0)} MB, encode ${mbPerS(snap_full.bytes, snap_full.encode_ms)} MB/s (${snap_full.encode_ms.toFixed(0)} ms), decode ${mbPerS(snap_full.bytes, snap_full.decode_ms)} MB/s (${snap_full.decode_ms.toFixed(0)} ms)` +
-      ` | JSON ${(json_full.bytes / 1e6).toFixed(0)} MB, encode ${json_full.encode_ms.toFixed(0)} ms, decode ${json_full.decode_ms.toFixed(0)} ms` +
-      ` | time ratio JSON/msgpackr encode ${(json_full.encode_ms / snap_full.encode_ms).toFixed(2)}x, decode ${(json_full.decode_ms / snap_full.decode_ms).toFixed(2)}x`,
+    snapshot_accounts,
+    snapshot_full,
   ];
   for (const line of lines) process.stdout.write(`${line}\n`);
 }

@@ -2,7 +2,7 @@ import { assert } from './assert.js';
 import { CURRENCIES, type Currency } from './currency.js';
 import { DECLINE_CODES, type DeclineCode, FAILURE_CODES, type FailureCode } from './errors.js';
 import type { AccountId, PaymentId } from './ids.js';
-import { grown, hashKey, StringIndex } from './string-index.js';
+import { grown, hashKey, type IndexKeys, StringIndex } from './string-index.js';
 import type { CancellationReason, CaptureMethod, PaymentState, PaymentStatus, RefundState } from './types.js';
 
 /**
@@ -80,6 +80,28 @@ class StringPool {
   }
 }
 
+/**
+ * A payment table as arrays, for snapshots: the used part of every column (typed arrays as their bytes),
+ * strings once each. Views into the table, not copies: encode before the table changes.
+ */
+export interface PaymentColumns {
+  keys: IndexKeys;
+  /** Distinct payer account ids, and each row's index into them. */
+  payers: string[];
+  payer: Uint32Array;
+  /** Null where the source is the payer account itself (most rows). */
+  source: (string | null)[];
+  fingerprint: (string | null)[];
+  payees: string[];
+  payee: Uint32Array;
+  currency: Uint16Array;
+  amounts: Float64Array[];
+  codes: Uint8Array[];
+  description: [number, string][];
+  metadata: [number, Record<string, string>][];
+  refunds: [number, RefundState[]][];
+}
+
 /** The fields a new row takes from the payment's outcome event. */
 export interface NewPaymentRow {
   id: PaymentId;
@@ -128,8 +150,9 @@ export class PaymentTable {
   queue_head = 0;
   queue_tail = 0;
 
-  constructor(row_capacity_initial: number) {
-    this.index = new StringIndex(row_capacity_initial);
+  /** `index`: rows already indexed (a snapshot's), whose columns the caller fills. */
+  constructor(row_capacity_initial: number, index?: StringIndex) {
+    this.index = index ?? new StringIndex(row_capacity_initial);
     this.#payees = new StringPool(64);
     const n = this.index.row_capacity;
     this.row_capacity = n;
@@ -332,6 +355,73 @@ export class PaymentTable {
 
   [Symbol.iterator](): IterableIterator<[PaymentId, PaymentState]> {
     return this.entries();
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------------------
+
+  #amountColumns(): Float64Array[] {
+    const c = [this.amount, this.amount_capturable, this.amount_received, this.amount_refunded];
+    return [...c, this.amount_refund_pending, this.created_ms, this.expires_ms];
+  }
+
+  #codeColumns(): Uint8Array[] {
+    const c = [this.status, this.capture_method, this.decline_code, this.failure_code];
+    return [...c, this.cancellation_reason];
+  }
+
+  toColumns(): PaymentColumns {
+    const n = this.size;
+    const payer_pool = new Map<string, number>();
+    const payer = new Uint32Array(n);
+    const source: (string | null)[] = new Array(n);
+    for (let row = 0; row < n; row++) {
+      const id = this.payer[row]!;
+      let index = payer_pool.get(id);
+      if (index === undefined) payer_pool.set(id, (index = payer_pool.size));
+      payer[row] = index;
+      source[row] = this.source[row] === id ? null : this.source[row]!;
+    }
+    return {
+      keys: this.index.keys(),
+      payers: [...payer_pool.keys()],
+      payer,
+      source,
+      fingerprint: this.fingerprint.slice(0, n),
+      payees: this.#payees.strings,
+      payee: this.payee.subarray(0, n),
+      currency: this.currency.subarray(0, n),
+      amounts: this.#amountColumns().map((column) => column.subarray(0, n)),
+      codes: this.#codeColumns().map((column) => column.subarray(0, n)),
+      description: [...this.description],
+      metadata: [...this.metadata],
+      refunds: [...this.refunds],
+    };
+  }
+
+  static fromColumns(columns: PaymentColumns, row_capacity_min: number): PaymentTable {
+    const n = columns.keys.key_length.length;
+    const index = StringIndex.fromKeys(columns.keys, row_capacity_min);
+    const table = new PaymentTable(index.row_capacity, index);
+    for (const payee of columns.payees) table.#payees.intern(payee);
+    for (let row = 0; row < n; row++) {
+      const payer = columns.payers[columns.payer[row]!];
+      assert(payer !== undefined, 'payment snapshot: row %s has no payer', row);
+      table.payer[row] = payer as AccountId;
+      table.source[row] = columns.source[row] ?? payer;
+      table.fingerprint[row] = columns.fingerprint[row] ?? null;
+    }
+    table.payee.set(columns.payee);
+    table.currency.set(columns.currency);
+    table.#amountColumns().forEach((column, i) => column.set(columns.amounts[i]!));
+    table.#codeColumns().forEach((column, i) => column.set(columns.codes[i]!));
+    for (const [row, text] of columns.description) table.description.set(row, text);
+    for (const [row, value] of columns.metadata) table.metadata.set(row, value);
+    for (const [row, refunds] of columns.refunds) table.refunds.set(row, refunds);
+    for (let row = 0; row < n; row++) {
+      if (table.capture_method[row] === METHOD_MANUAL && table.status[row] === STATUS_REQUIRES_CAPTURE)
+        table.enqueueAuthorization(row);
+    }
+    return table;
   }
 
   // ---- growth ----------------------------------------------------------------------------------------

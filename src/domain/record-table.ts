@@ -1,5 +1,5 @@
 import { assert } from './assert.js';
-import { hashKey, StringIndex } from './string-index.js';
+import { hashKey, type IndexKeys, StringIndex } from './string-index.js';
 import type { DomainEvent, EventType } from './types.js';
 
 /**
@@ -44,6 +44,14 @@ export function isLegRecord(record: StoredRecord): record is LegRecord {
   return legOutcomeCode(record.type) !== CLIENT_EVENT;
 }
 
+/** A generation as arrays, for snapshots (views into the table: encode before it changes). */
+export interface RecordColumns {
+  keys: IndexKeys;
+  type_code: Uint8Array;
+  /** The event of each client command's row; null for legs. */
+  events: (DomainEvent | null)[];
+}
+
 export class RecordTable {
   readonly index: StringIndex;
   /** Per row: CLIENT_EVENT, or 1 + the index of a leg outcome type in LEG_OUTCOME_TYPES. */
@@ -51,9 +59,31 @@ export class RecordTable {
   /** Per row: the client command's event; null for legs. */
   events: (DomainEvent | null)[] = [];
 
-  constructor(row_capacity_initial: number) {
-    this.index = new StringIndex(row_capacity_initial);
+  /** `index`: rows already indexed (a snapshot's), whose columns the caller fills. */
+  constructor(row_capacity_initial: number, index?: StringIndex) {
+    this.index = index ?? new StringIndex(row_capacity_initial);
     this.type_code = new Uint8Array(this.index.row_capacity);
+  }
+
+  toColumns(): RecordColumns {
+    return {
+      keys: this.index.keys(),
+      type_code: this.type_code.subarray(0, this.size),
+      events: this.events.slice(0, this.size),
+    };
+  }
+
+  static fromColumns(columns: RecordColumns, row_capacity_min: number): RecordTable {
+    const table = new RecordTable(0, StringIndex.fromKeys(columns.keys, row_capacity_min));
+    const rows = table.size;
+    assert(columns.type_code.length === rows && columns.events.length === rows, 'record snapshot: ragged');
+    table.type_code.set(columns.type_code);
+    for (let row = 0; row < rows; row++) {
+      const event = columns.events[row] ?? null;
+      assert((event === null) === (table.type_code[row] !== CLIENT_EVENT), 'record snapshot: row %s', row);
+      table.events[row] = event;
+    }
+    return table;
   }
 
   get size(): number {

@@ -1,9 +1,10 @@
 import { Packr } from 'msgpackr';
 import { assert } from './assert.js';
 import { recordTableFor } from './idempotency.js';
-import { PaymentTable } from './payment-table.js';
-import type { RecordTable, StoredRecord } from './record-table.js';
-import { PAYMENT_ROWS_INITIAL } from './state.js';
+import { type PaymentColumns, PaymentTable } from './payment-table.js';
+import { type RecordColumns, RecordTable, type StoredRecord } from './record-table.js';
+import { PAYMENT_ROWS_INITIAL, RECORD_ROWS_INITIAL } from './state.js';
+import type { IndexKeys } from './string-index.js';
 import type { AccountState, DomainConfig, PartitionState, PaymentState, TokenState } from './types.js';
 
 /**
@@ -12,14 +13,31 @@ import type { AccountState, DomainConfig, PartitionState, PaymentState, TokenSta
  * each snapshot carries its own record definitions, so any old snapshot decodes without a registry.
  * `v` versions the layout below; decode refuses a version it does not know rather than guess.
  */
-export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION = 3;
 
 /**
- * v2 (current): payments carry no `command_id` (the event has it) and the expiry queue is not written: it
- * is the manual payments still requiring capture, in creation order, rebuilt from `payments`.
+ * v3 (current): payments and idempotency records as their tables' columns: typed arrays written as their
+ * bytes (little-endian, checked), strings once each; accounts and tokens as records. Encoding is a copy of
+ * the used part of each column, decoding a copy back plus rebuilding the id indexes, with no object per
+ * payment or per leg record on either side.
+ * v2: payments and records as objects (one each), no expiry queue (rebuilt from the payments).
  * v1: as v2, plus `authorizations` (ignored on decode: the same queue) and `command_id` on payments.
  */
-interface Snapshot {
+interface SnapshotV3 {
+  v: 3;
+  little_endian: true;
+  partition: number;
+  config: DomainConfig;
+  accounts: AccountState[];
+  tokens: TokenState[];
+  payments: WirePaymentColumns;
+  idempotency: WireRecordColumns;
+  idempotency_previous: WireRecordColumns;
+  idempotency_generation_started_ms: number;
+  idempotency_evicted_early_count: number;
+}
+
+interface SnapshotV2 {
   v: 1 | 2;
   partition: number;
   config: DomainConfig;
@@ -33,7 +51,17 @@ interface Snapshot {
   idempotency_evicted_early_count: number;
 }
 
+/** Typed arrays travel as msgpack bin (their bytes); the rest of each column set as it is. */
+type Wire<T> = { [K in keyof T]: T[K] extends Uint16Array | Uint32Array | Float64Array ? Uint8Array : T[K] };
+type WireKeys = Wire<IndexKeys>;
+type WirePaymentColumns = Omit<Wire<PaymentColumns>, 'keys' | 'amounts'> & {
+  keys: WireKeys;
+  amounts: Uint8Array[];
+};
+type WireRecordColumns = Omit<RecordColumns, 'keys'> & { keys: WireKeys };
+
 const packr = new Packr({ useRecords: true, moreTypes: false, mapsAsObjects: true });
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * msgpackr packs into one reusable arena: a result is overwritten by a later pack. Callers keep
@@ -43,20 +71,98 @@ function packOwned(value: unknown): Uint8Array {
   return new Uint8Array(packr.pack(value));
 }
 
+function bytesOf(array: Uint16Array | Uint32Array | Float64Array): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/** A fresh, aligned typed array from bin bytes (a decoded bin may sit at any offset of the input). */
+function fromBytes<T extends Uint16Array | Uint32Array | Float64Array>(
+  Type: { new (length: number): T; BYTES_PER_ELEMENT: number },
+  bytes: Uint8Array,
+): T {
+  assert(bytes.byteLength % Type.BYTES_PER_ELEMENT === 0, 'snapshot: a column has a partial element');
+  const array = new Type(bytes.byteLength / Type.BYTES_PER_ELEMENT);
+  new Uint8Array(array.buffer).set(bytes);
+  return array;
+}
+
+function keysToWire(keys: IndexKeys): WireKeys {
+  return { key_length: bytesOf(keys.key_length), units: bytesOf(keys.units) };
+}
+
+function keysFromWire(keys: WireKeys): IndexKeys {
+  return { key_length: fromBytes(Uint16Array, keys.key_length), units: fromBytes(Uint16Array, keys.units) };
+}
+
+function paymentsToWire(c: PaymentColumns): WirePaymentColumns {
+  return {
+    ...c,
+    keys: keysToWire(c.keys),
+    payer: bytesOf(c.payer),
+    payee: bytesOf(c.payee),
+    currency: bytesOf(c.currency),
+    amounts: c.amounts.map(bytesOf),
+  };
+}
+
+function paymentsFromWire(c: WirePaymentColumns): PaymentColumns {
+  return {
+    ...c,
+    keys: keysFromWire(c.keys),
+    payer: fromBytes(Uint32Array, c.payer),
+    payee: fromBytes(Uint32Array, c.payee),
+    currency: fromBytes(Uint16Array, c.currency),
+    amounts: c.amounts.map((bytes) => fromBytes(Float64Array, bytes)),
+  };
+}
+
+function recordsToWire(table: RecordTable): WireRecordColumns {
+  const columns = table.toColumns();
+  return { ...columns, keys: keysToWire(columns.keys) };
+}
+
+function recordsFromWire(c: WireRecordColumns): RecordTable {
+  return RecordTable.fromColumns({ ...c, keys: keysFromWire(c.keys) }, RECORD_ROWS_INITIAL);
+}
+
 export function encodeSnapshot(state: PartitionState): Uint8Array {
-  const snapshot: Snapshot = {
+  assert(LITTLE_ENDIAN, 'snapshot: columns are written little-endian; this platform is not');
+  const snapshot: SnapshotV3 = {
     v: SNAPSHOT_VERSION,
+    little_endian: true,
     partition: state.partition,
     config: state.config,
     accounts: [...state.accounts.values()],
-    payments: [...state.payments.values()],
     tokens: [...state.tokens.values()],
-    idempotency: [...state.idempotency.values()],
-    idempotency_previous: [...state.idempotency_previous.values()],
+    payments: paymentsToWire(state.payments.toColumns()),
+    idempotency: recordsToWire(state.idempotency),
+    idempotency_previous: recordsToWire(state.idempotency_previous),
     idempotency_generation_started_ms: state.idempotency_generation_started_ms,
     idempotency_evicted_early_count: state.idempotency_evicted_early_count,
   };
   return packOwned(snapshot);
+}
+
+export function decodeSnapshot(bytes: Uint8Array): PartitionState {
+  const snapshot = packr.unpack(bytes) as SnapshotV3 | SnapshotV2;
+  assert(snapshot !== null && typeof snapshot === 'object', 'snapshot: not a record');
+  if (snapshot.v === 1 || snapshot.v === 2) return decodeObjects(snapshot);
+  assert(snapshot.v === 3, 'snapshot: unknown version %s', String(snapshot.v));
+  assert(snapshot.little_endian === true && LITTLE_ENDIAN, 'snapshot: byte order differs from this platform');
+  const state: PartitionState = {
+    partition: snapshot.partition,
+    config: snapshot.config,
+    accounts: new Map(),
+    payments: PaymentTable.fromColumns(paymentsFromWire(snapshot.payments), PAYMENT_ROWS_INITIAL),
+    tokens: new Map(),
+    idempotency: recordsFromWire(snapshot.idempotency),
+    idempotency_previous: recordsFromWire(snapshot.idempotency_previous),
+    idempotency_generation_started_ms: snapshot.idempotency_generation_started_ms,
+    idempotency_evicted_early_count: snapshot.idempotency_evicted_early_count,
+  };
+  for (const account of snapshot.accounts) state.accounts.set(account.id, account);
+  for (const token of snapshot.tokens) state.tokens.set(token.id, token);
+  return state;
 }
 
 function recordsTable(records: StoredRecord[]): RecordTable {
@@ -65,10 +171,8 @@ function recordsTable(records: StoredRecord[]): RecordTable {
   return table;
 }
 
-export function decodeSnapshot(bytes: Uint8Array): PartitionState {
-  const snapshot = packr.unpack(bytes) as Snapshot;
-  assert(snapshot !== null && typeof snapshot === 'object', 'snapshot: not a record');
-  assert(snapshot.v === 1 || snapshot.v === 2, 'snapshot: unknown version %s', String(snapshot.v));
+/** v1 and v2: one object per payment and per record. */
+function decodeObjects(snapshot: SnapshotV2): PartitionState {
   const state: PartitionState = {
     partition: snapshot.partition,
     config: snapshot.config,

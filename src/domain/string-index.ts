@@ -36,6 +36,23 @@ export function hashKey(key: string): number {
   return (hash ^ (hash >>> 16)) >>> 0;
 }
 
+/** hashKey of the key held in `units[offset, offset + length)`; equal to hashKey of that string. */
+export function hashUnits(units: Uint16Array, offset: number, length: number): number {
+  let hash = FNV_OFFSET_BASIS;
+  for (let i = offset; i < offset + length; i++) hash = Math.imul(hash ^ units[i]!, FNV_PRIME);
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
+
+/** The keys of an index, row by row, as arrays (snapshots): key i is the next key_length[i] units. */
+export interface IndexKeys {
+  key_length: Uint16Array;
+  units: Uint16Array;
+}
+
 export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(
   old: T,
   length: number,
@@ -124,6 +141,35 @@ export class StringIndex {
       null,
       this.arena.subarray(offset, offset + this.key_length[row]!) as unknown as number[],
     );
+  }
+
+  /** Views of the keys in row order (no copy: encode them before the index changes). */
+  keys(): IndexKeys {
+    return {
+      key_length: this.key_length.subarray(0, this.size),
+      units: this.arena.subarray(0, this.arena_used),
+    };
+  }
+
+  /** An index holding `keys` as rows 0.. in order, with room for at least `row_capacity_min` rows. */
+  static fromKeys(keys: IndexKeys, row_capacity_min: number): StringIndex {
+    const rows = keys.key_length.length;
+    const index = new StringIndex(Math.max(rows, row_capacity_min));
+    if (keys.units.length > index.arena.length) index.arena = new Uint16Array(keys.units.length);
+    index.arena.set(keys.units);
+    index.key_length.set(keys.key_length);
+    let offset = 0;
+    for (let row = 0; row < rows; row++) {
+      const length = keys.key_length[row]!;
+      index.key_offset[row] = offset;
+      index.row_hash[row] = hashUnits(index.arena, offset, length);
+      index.#place(row, index.row_hash[row]!);
+      offset += length;
+    }
+    assert(offset === keys.units.length, 'string index: key lengths do not add up to the key units');
+    index.size = rows;
+    index.arena_used = offset;
+    return index;
   }
 
   /** Forgets every row and keeps the memory (it is already paged in, which is the point). */
