@@ -377,7 +377,10 @@ export class PaymentTable {
     for (let row = 0; row < n; row++) {
       const id = this.payer[row]!;
       let index = payer_pool.get(id);
-      if (index === undefined) payer_pool.set(id, (index = payer_pool.size));
+      if (index === undefined) {
+        index = payer_pool.size;
+        payer_pool.set(id, index);
+      }
       payer[row] = index;
       source[row] = this.source[row] === id ? null : this.source[row]!;
     }
@@ -412,8 +415,10 @@ export class PaymentTable {
     }
     table.payee.set(columns.payee);
     table.currency.set(columns.currency);
-    table.#amountColumns().forEach((column, i) => column.set(columns.amounts[i]!));
-    table.#codeColumns().forEach((column, i) => column.set(columns.codes[i]!));
+    const amounts = table.#amountColumns();
+    for (let i = 0; i < amounts.length; i++) amounts[i]!.set(columns.amounts[i]!);
+    const codes = table.#codeColumns();
+    for (let i = 0; i < codes.length; i++) codes[i]!.set(columns.codes[i]!);
     for (const [row, text] of columns.description) table.description.set(row, text);
     for (const [row, value] of columns.metadata) table.metadata.set(row, value);
     for (const [row, refunds] of columns.refunds) table.refunds.set(row, refunds);
