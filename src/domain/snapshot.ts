@@ -87,11 +87,11 @@ function fromBytes<T extends Uint16Array | Uint32Array | Float64Array>(
 }
 
 function keysToWire(keys: IndexKeys): WireKeys {
-  return { key_length: bytesOf(keys.key_length), units: bytesOf(keys.units) };
+  return { ...keys, key_length: bytesOf(keys.key_length) };
 }
 
 function keysFromWire(keys: WireKeys): IndexKeys {
-  return { key_length: fromBytes(Uint16Array, keys.key_length), units: fromBytes(Uint16Array, keys.units) };
+  return { ...keys, key_length: fromBytes(Uint16Array, keys.key_length) };
 }
 
 function paymentsToWire(c: PaymentColumns): WirePaymentColumns {

@@ -2,18 +2,20 @@ import { assert } from './assert.js';
 
 /**
  * A string -> row index in typed arrays: rows are numbered 0, 1, 2... in insertion order, and each row's
- * key is kept as UTF-16 code units in one arena. Why not a Map<string, T>: on the ledger's hot path a Map
- * keeps a heap object per key (the key string, the entry, often a value object), which the young-generation
- * GC copies and the old generation traces; at hundreds of thousands of inserts a second that copying, not
- * the lookups, was most of the domain's time (BENCHMARKS.md, ledger domain). Here an insert writes a few
- * numbers into arrays that already exist, and nothing is allocated until the table doubles.
+ * key is kept in one arena. Why not a Map<string, T>: a Map keeps heap objects per key (the key string, the
+ * entry, often a value object), which the young-generation GC copies once and the old generation traces
+ * for ever. Here an insert writes a few numbers into arrays that already exist, and nothing is allocated
+ * until the table doubles. Moving payments and idempotency records from Maps to these tables took the
+ * domain bench from ~76k to ~127k client commands/s (BENCHMARKS.md, ledger domain).
  *
  *   slots (open addressing, linear probing, load <= 1/2)      rows (insertion order)
  *   ┌───┬───┬───┬───┬───┬───┬───┬───┐                          row: hash  key_offset key_length
  *   │ 0 │r+1│ 0 │r+1│r+1│ 0 │ 0 │r+1│ ──────────────────────▶  0    ...   0          21
  *   └───┴───┴───┴───┴───┴───┴───┴───┘                          1    ...   21         19
- *   slot = (hash + i) & mask; 0 = empty                      arena: UTF-16 units of every key
+ *   slot = (hash + i) & mask; 0 = empty                      arena: every key, one byte a code unit
  *
+ * Keys are ids and request ids, Latin-1 in practice, so the arena holds a byte per UTF-16 code unit; a key
+ * with a unit above 0xFF (allowed, rare) is kept whole in `wide` instead and takes no arena bytes.
  * Rows are never deleted one by one: tables that forget (idempotency generations) are cleared whole.
  * Cost: lookup = hash (~1 ns a char) + ~1 probe + one key compare; insert = the same plus a key copy.
  */
@@ -37,7 +39,7 @@ export function hashKey(key: string): number {
 }
 
 /** hashKey of the key held in `units[offset, offset + length)`; equal to hashKey of that string. */
-export function hashUnits(units: Uint16Array, offset: number, length: number): number {
+export function hashUnits(units: Uint8Array, offset: number, length: number): number {
   let hash = FNV_OFFSET_BASIS;
   for (let i = offset; i < offset + length; i++) hash = Math.imul(hash ^ units[i]!, FNV_PRIME);
   hash ^= hash >>> 16;
@@ -47,10 +49,14 @@ export function hashUnits(units: Uint16Array, offset: number, length: number): n
   return (hash ^ (hash >>> 16)) >>> 0;
 }
 
-/** The keys of an index, row by row, as arrays (snapshots): key i is the next key_length[i] units. */
+/**
+ * The keys of an index, row by row, as arrays (snapshots): key i is the next key_length[i] bytes of
+ * `units`, or for a row listed in `wide` that string (and no bytes).
+ */
 export interface IndexKeys {
   key_length: Uint16Array;
-  units: Uint16Array;
+  units: Uint8Array;
+  wide: [row: number, key: string][];
 }
 
 export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(
@@ -71,8 +77,10 @@ export class StringIndex {
   row_hash: Uint32Array;
   key_offset: Uint32Array;
   key_length: Uint16Array;
-  arena: Uint16Array;
+  arena: Uint8Array;
   arena_used = 0;
+  /** Rows whose key has a code unit above 0xFF: the key itself (no arena bytes). */
+  readonly wide = new Map<number, string>();
 
   constructor(row_capacity_initial: number) {
     assert(
@@ -84,7 +92,7 @@ export class StringIndex {
     this.row_hash = new Uint32Array(this.row_capacity);
     this.key_offset = new Uint32Array(this.row_capacity);
     this.key_length = new Uint16Array(this.row_capacity);
-    this.arena = new Uint16Array(this.row_capacity * 24);
+    this.arena = new Uint8Array(this.row_capacity * 24);
   }
 
   /** The row of `key`, or -1. */
@@ -107,6 +115,10 @@ export class StringIndex {
   keyEquals(row: number, key: string): boolean {
     const length = this.key_length[row]!;
     if (length !== key.length) return false;
+    if (this.wide.size > 0) {
+      const wide = this.wide.get(row);
+      if (wide !== undefined) return wide === key;
+    }
     const offset = this.key_offset[row]!;
     const arena = this.arena;
     for (let i = 0; i < length; i++) if (arena[offset + i] !== key.charCodeAt(i)) return false;
@@ -128,14 +140,23 @@ export class StringIndex {
     this.key_length[row] = key.length;
     const arena = this.arena;
     const offset = this.arena_used;
-    for (let i = 0; i < key.length; i++) arena[offset + i] = key.charCodeAt(i);
-    this.arena_used += key.length;
+    let units_or = 0;
+    for (let i = 0; i < key.length; i++) {
+      const unit = key.charCodeAt(i);
+      arena[offset + i] = unit;
+      units_or |= unit;
+    }
+    if (units_or > 0xff)
+      this.wide.set(row, key); // the bytes written are left as free space
+    else this.arena_used += key.length;
     this.#place(row, hash);
     return row;
   }
 
   keyOf(row: number): string {
     assert(row >= 0 && row < this.size, 'string index: no row %s', row);
+    const wide = this.wide.size > 0 ? this.wide.get(row) : undefined;
+    if (wide !== undefined) return wide;
     const offset = this.key_offset[row]!;
     return String.fromCharCode.apply(
       null,
@@ -148,6 +169,7 @@ export class StringIndex {
     return {
       key_length: this.key_length.subarray(0, this.size),
       units: this.arena.subarray(0, this.arena_used),
+      wide: [...this.wide],
     };
   }
 
@@ -155,16 +177,18 @@ export class StringIndex {
   static fromKeys(keys: IndexKeys, row_capacity_min: number): StringIndex {
     const rows = keys.key_length.length;
     const index = new StringIndex(Math.max(rows, row_capacity_min));
-    if (keys.units.length > index.arena.length) index.arena = new Uint16Array(keys.units.length);
+    if (keys.units.length > index.arena.length) index.arena = new Uint8Array(keys.units.length);
     index.arena.set(keys.units);
     index.key_length.set(keys.key_length);
+    for (const [row, key] of keys.wide) index.wide.set(row, key);
     let offset = 0;
     for (let row = 0; row < rows; row++) {
       const length = keys.key_length[row]!;
+      const wide = index.wide.get(row);
       index.key_offset[row] = offset;
-      index.row_hash[row] = hashUnits(index.arena, offset, length);
+      index.row_hash[row] = wide === undefined ? hashUnits(index.arena, offset, length) : hashKey(wide);
       index.#place(row, index.row_hash[row]!);
-      offset += length;
+      if (wide === undefined) offset += length;
     }
     assert(offset === keys.units.length, 'string index: key lengths do not add up to the key units');
     index.size = rows;
@@ -175,6 +199,7 @@ export class StringIndex {
   /** Forgets every row and keeps the memory (it is already paged in, which is the point). */
   clear(): void {
     this.slots.fill(0);
+    this.wide.clear();
     this.size = 0;
     this.arena_used = 0;
   }

@@ -29,6 +29,23 @@ test('string index: finds what a Map finds, through growth, for any strings (pro
   );
 });
 
+test('string index: keys() then fromKeys() rebuilds the same rows, wide keys included (property)', () => {
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.string({ unit: 'binary', maxLength: 30 }), { maxLength: 200 }), (keys) => {
+      const index = new StringIndex(4);
+      for (const key of keys) index.insert(key);
+      const back = StringIndex.fromKeys(index.keys(), 4);
+      assert.equal(back.size, keys.length);
+      for (const [row, key] of keys.entries()) {
+        assert.equal(back.find(key), row);
+        assert.equal(back.keyOf(row), key);
+      }
+      assert.equal(back.arena_used, index.arena_used, 'a wide key takes no arena bytes on either side');
+    }),
+    { numRuns: 200 },
+  );
+});
+
 test('string index: rows keep insertion order and clear keeps the memory', () => {
   const index = new StringIndex(8);
   const keys = Array.from({ length: 5000 }, (_, i) => `pay_0000abcd${i}`);
