@@ -18,6 +18,7 @@ import {
   apply,
   type Command,
   createPartitionState,
+  type DomainConfig,
   decodeSnapshot,
   encodeSnapshot,
   type FollowUpCommand,
@@ -60,6 +61,15 @@ let seq = 0;
 let time_ms = T0_MS;
 /** Deterministic PRNG (mulberry32) so every run applies the same commands. */
 let rng_state = 42;
+
+/** Both configurations of a run apply the same command sequence from the start. */
+function resetGenerator(): void {
+  seq = 0;
+  time_ms = T0_MS;
+  rng_state = 42;
+  manual = new Fifo<string>();
+  refundable = new Fifo<{ id: string; amount: number }>();
+}
 function random(): number {
   rng_state = (rng_state + 0x6d2b79f5) | 0;
   let t = rng_state;
@@ -100,13 +110,13 @@ function pageFaultCalibrationUs(): { first_touch_us_per_page: number; touched_us
   return { first_touch_us_per_page, touched_us_per_page: sweep() };
 }
 
-function setup(): {
+function setup(config: Partial<DomainConfig>): {
   state: PartitionState;
   memory_per_account_b: number;
   memory_per_account_with_records_b: number;
 } {
   const before = memoryUsed().total_b;
-  const state = createPartitionState(0);
+  const state = createPartitionState(0, config);
   for (let i = 0; i < ACCOUNTS; i++) {
     const kind = i < MERCHANTS ? 'merchant' : 'customer';
     const command_id = `open_${i}`;
@@ -131,8 +141,8 @@ function setup(): {
   const with_records = memoryUsed().total_b;
   // Accounts alone: the setup's records would expire in 24 h. Fresh tables, so the memory the old ones
   // keep for reuse is not counted as the accounts'.
-  state.idempotency = recordTableFor(0);
-  state.idempotency_previous = recordTableFor(0);
+  state.idempotency = recordTableFor(state.config, 0);
+  state.idempotency_previous = recordTableFor(state.config, 0);
   const accounts_only = memoryUsed().total_b;
   return {
     state,
@@ -162,8 +172,8 @@ class Fifo<T> {
 }
 
 /** Payments waiting for capture, and captured payments that may be refunded. */
-const manual = new Fifo<string>();
-const refundable = new Fifo<{ id: string; amount: number }>();
+let manual = new Fifo<string>();
+let refundable = new Fifo<{ id: string; amount: number }>();
 
 function nextCommand(): Command {
   seq++;
@@ -339,12 +349,23 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-function main(): void {
-  const map_op_ns = mapCalibrationNs();
-  const { state, memory_per_account_b, memory_per_account_with_records_b } = setup();
-  const snapshot_accounts = snapshotLine(`${ACCOUNTS.toLocaleString('en')} accounts`, state);
+interface ApplyRun {
+  client_per_s: number;
+  all_per_s: number;
+  median_batch_per_s: number;
+  best_batch_per_s: number;
+  legs: number;
+  declined: number;
+  errors: number;
+  heap_per_payment_b: number;
+  buffers_per_payment_b: number;
+  payments_added: number;
+}
+
+/** Warm-up, then the measured batches on `state`; time is apply's only (commands are built before). */
+function measureApply(state: PartitionState): ApplyRun {
   for (let i = 0; i < WARMUP_BATCHES; i++) runBatch(state);
-  const memory_before_run = memoryUsed();
+  const memory_before = memoryUsed();
   const payments_before = state.payments.size;
   const rates: number[] = [];
   let total_ns = 0n;
@@ -359,29 +380,85 @@ function main(): void {
     errors += r.errors;
     rates.push((BATCH * 1e9) / Number(r.elapsed_ns));
   }
-  const memory_after_run = memoryUsed();
+  const memory_after = memoryUsed();
   const payments_added = state.payments.size - payments_before;
   const seconds = Number(total_ns) / 1e9;
   const client = MEASURED_BATCHES * BATCH;
+  return {
+    client_per_s: client / seconds,
+    all_per_s: (client + legs) / seconds,
+    median_batch_per_s: median(rates),
+    best_batch_per_s: Math.max(...rates),
+    legs,
+    declined,
+    errors,
+    heap_per_payment_b: (memory_after.heap_b - memory_before.heap_b) / payments_added,
+    buffers_per_payment_b: (memory_after.buffers_b - memory_before.buffers_b) / payments_added,
+    payments_added,
+  };
+}
+
+/**
+ * The second configuration: tables reserved for the whole run (payments, and each idempotency generation
+ * up to its bound of 500,000), so their memory is mapped before the first batch (payment_rows_reserved).
+ */
+const RESERVED: Partial<DomainConfig> = { payment_rows_reserved: 1 << 19, record_rows_reserved: 1 << 19 };
+
+function applyLines(label: string, r: ApplyRun): string[] {
+  return [
+    `apply (${label}), client commands (legs' time included): ${r.client_per_s.toFixed(0)} commands/s; median batch ${r.median_batch_per_s.toFixed(0)}/s, best batch ${r.best_batch_per_s.toFixed(0)}/s`,
+    `    client commands + legs counted: ${r.all_per_s.toFixed(0)} commands/s (${r.legs} legs); declined ${r.declined}, other errors ${r.errors} (of ${MEASURED_BATCHES * BATCH})`,
+    `    memory growth per payment (payment + records of its commands and legs): heap ${r.heap_per_payment_b.toFixed(0)} B + typed arrays ${r.buffers_per_payment_b.toFixed(0)} B over ${r.payments_added} payments`,
+  ];
+}
+
+/** The default configuration, with the memory and snapshot figures; its state is dropped on return. */
+function runDefault() {
+  resetGenerator();
+  const { state, memory_per_account_b, memory_per_account_with_records_b } = setup({});
+  const snapshot_accounts = snapshotLine(`${ACCOUNTS.toLocaleString('en')} accounts`, state);
+  const run = measureApply(state);
+  const records = state.idempotency.size + state.idempotency_previous.size;
   const snapshot_full = snapshotLine(
-    `after the run (${state.payments.size} payments, ${state.idempotency.size + state.idempotency_previous.size} records)`,
+    `after the run (${state.payments.size} payments, ${records} records)`,
     state,
   );
+  const tables = `tables after the run: payments ${state.payments.size} rows in ${state.payments.index.row_capacity} | records ${state.idempotency.size} + ${state.idempotency_previous.size} rows (evicted early by the bound: ${state.idempotency_evicted_early_count})`;
+  return {
+    run,
+    memory_per_account_b,
+    memory_per_account_with_records_b,
+    snapshot_accounts,
+    snapshot_full,
+    tables,
+  };
+}
+
+function main(): void {
+  const map_op_ns = mapCalibrationNs();
+  const grown = runDefault();
+  const { run: run_default, snapshot_accounts, snapshot_full, tables } = grown;
+  resetGenerator();
+  const reserved_setup_ms = performance.now();
+  const reserved = setup(RESERVED);
+  const reserved_setup_s = (performance.now() - reserved_setup_ms) / 1000;
+  const run_reserved = measureApply(reserved.state);
   const faults = pageFaultCalibrationUs();
 
   const lines = [
     `node ${process.version}, ${process.arch}, one core (single thread), ${ACCOUNTS.toLocaleString('en')} accounts`,
-    `batches: ${MEASURED_BATCHES} x ${BATCH} client commands after ${WARMUP_BATCHES} warm-up batches`,
+    `batches: ${MEASURED_BATCHES} x ${BATCH} client commands after ${WARMUP_BATCHES} warm-up batches, twice: default config, then tables reserved`,
+    ...applyLines('default config: tables grow', run_default),
+    ...applyLines(
+      `tables reserved: ${RESERVED.payment_rows_reserved} payment rows, ${RESERVED.record_rows_reserved} per record generation; setup ${reserved_setup_s.toFixed(1)} s`,
+      run_reserved,
+    ),
+    `    reserved / default, client commands/s: ${(run_reserved.client_per_s / run_default.client_per_s).toFixed(2)}x`,
+    `memory per account (actor state, JS heap + typed arrays):   ${grown.memory_per_account_b.toFixed(0)} B`,
+    `memory per account + its 2 idempotency records (open, deposit): ${grown.memory_per_account_with_records_b.toFixed(0)} B`,
+    tables,
     `calibration: one Map.set/get with a fresh string key = ${map_op_ns.toFixed(0)} ns on this machine now`,
-    `apply, client commands (legs' time included): ${(client / seconds).toFixed(0)} commands/s; median batch ${median(rates).toFixed(0)}/s, best batch ${Math.max(...rates).toFixed(0)}/s`,
-    `apply, client commands + legs counted:        ${((client + legs) / seconds).toFixed(0)} commands/s (${legs} legs)`,
-    `outcomes: declined ${declined}, other errors ${errors} (of ${client})`,
-    `memory per account (actor state, JS heap + typed arrays):   ${memory_per_account_b.toFixed(0)} B`,
-    `memory per account + its 2 idempotency records (open, deposit): ${memory_per_account_with_records_b.toFixed(0)} B`,
-    `memory growth per payment (payment + records of its commands and legs): heap ${((memory_after_run.heap_b - memory_before_run.heap_b) / payments_added).toFixed(0)} B + typed arrays ${((memory_after_run.buffers_b - memory_before_run.buffers_b) / payments_added).toFixed(0)} B (tables double when full) over ${payments_added} payments`,
-    `tables: payments ${state.payments.size} rows in ${state.payments.index.row_capacity} | records ${state.idempotency.size} + ${state.idempotency_previous.size} rows`,
     `calibration: first write to a fresh 4 KiB page ${faults.first_touch_us_per_page.toFixed(2)} us, to a touched page ${faults.touched_us_per_page.toFixed(3)} us`,
-    `idempotency records: ${state.idempotency.size} (evicted early by the bound: ${state.idempotency_evicted_early_count})`,
     snapshot_accounts,
     snapshot_full,
   ];

@@ -63,6 +63,16 @@ const schema = z
     risk_velocity_window_ms: z.number().int().min(1000).max(86_400_000),
     risk_amount_per_day_max: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     risk_single_payment_max: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    payment_rows_reserved: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 24),
+    record_rows_reserved: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 24),
     tls_cert_file: z.string(),
     tls_key_file: z.string(),
   })

@@ -30,7 +30,11 @@ async function main(): Promise<void> {
     lanes: config.lanes_effective,
     partitions_total: config.partitions,
     lane_queue_max: config.lane_batches_in_flight_max * config.partitions,
-    domain_config: { risk_rules: riskRules(config) },
+    domain_config: {
+      risk_rules: riskRules(config),
+      payment_rows_reserved: config.payment_rows_reserved,
+      record_rows_reserved: config.record_rows_reserved,
+    },
   });
   const checkpoints = new Checkpoints({
     redis,

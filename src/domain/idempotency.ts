@@ -1,5 +1,4 @@
-import { RecordTable, type StoredRecord } from './record-table.js';
-import { RECORD_ROWS_INITIAL } from './state.js';
+import type { StoredRecord } from './record-table.js';
 import { hashKey } from './string-index.js';
 import type { Command, DomainEvent, EventType, PartitionState } from './types.js';
 
@@ -70,9 +69,4 @@ function rotate(state: PartitionState, now_ms: number): void {
   state.idempotency_previous = state.idempotency;
   state.idempotency = recycled;
   state.idempotency_generation_started_ms = now_ms;
-}
-
-/** A generation's table for a restore, sized for the records it will receive. */
-export function recordTableFor(records_expected: number): RecordTable {
-  return new RecordTable(Math.max(RECORD_ROWS_INITIAL, records_expected));
 }

@@ -20,7 +20,6 @@ export {
   makeError,
 } from './errors.js';
 export { evolve } from './evolve.js';
-export { recordTableFor } from './idempotency.js';
 export {
   type AccountId,
   type Amount,
@@ -68,6 +67,8 @@ export {
   DEFAULT_DOMAIN_CONFIG,
   DEFAULT_RISK_RULES,
   PAYMENT_ROWS_INITIAL,
+  paymentTableFor,
+  recordTableFor,
   resolveConfig,
 } from './state.js';
 export * from './types.js';

@@ -2,7 +2,7 @@ import { assert } from './assert.js';
 import { CURRENCIES, type Currency } from './currency.js';
 import { DECLINE_CODES, type DeclineCode, FAILURE_CODES, type FailureCode } from './errors.js';
 import type { AccountId, PaymentId } from './ids.js';
-import { grown, hashKey, type IndexKeys, StringIndex } from './string-index.js';
+import { grown, hashKey, type IndexKeys, StringIndex, touchPages } from './string-index.js';
 import type { CancellationReason, CaptureMethod, PaymentState, PaymentStatus, RefundState } from './types.js';
 
 /**
@@ -355,6 +355,13 @@ export class PaymentTable {
 
   [Symbol.iterator](): IterableIterator<[PaymentId, PaymentState]> {
     return this.entries();
+  }
+
+  /** Maps every page of the table's arrays now, so that rows up to its capacity never fault. */
+  touchPages(): void {
+    this.index.touchPages();
+    for (const column of [this.payee, this.currency, ...this.#amountColumns(), ...this.#codeColumns()])
+      touchPages(column);
   }
 
   // ---- snapshots -------------------------------------------------------------------------------------

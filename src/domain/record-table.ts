@@ -1,5 +1,5 @@
 import { assert } from './assert.js';
-import { hashKey, type IndexKeys, StringIndex } from './string-index.js';
+import { hashKey, type IndexKeys, StringIndex, touchPages } from './string-index.js';
 import type { DomainEvent, EventType } from './types.js';
 
 /**
@@ -63,6 +63,12 @@ export class RecordTable {
   constructor(row_capacity_initial: number, index?: StringIndex) {
     this.index = index ?? new StringIndex(row_capacity_initial);
     this.type_code = new Uint8Array(this.index.row_capacity);
+  }
+
+  /** Maps every page of the table's arrays now, so that rows up to its capacity never fault. */
+  touchPages(): void {
+    this.index.touchPages();
+    touchPages(this.type_code);
   }
 
   toColumns(): RecordColumns {

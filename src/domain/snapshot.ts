@@ -1,9 +1,8 @@
 import { Packr } from 'msgpackr';
 import { assert } from './assert.js';
-import { recordTableFor } from './idempotency.js';
 import { type PaymentColumns, PaymentTable } from './payment-table.js';
 import { type RecordColumns, RecordTable, type StoredRecord } from './record-table.js';
-import { PAYMENT_ROWS_INITIAL, RECORD_ROWS_INITIAL } from './state.js';
+import { PAYMENT_ROWS_INITIAL, paymentTableFor, RECORD_ROWS_INITIAL, recordTableFor } from './state.js';
 import type { IndexKeys } from './string-index.js';
 import type { AccountState, DomainConfig, PartitionState, PaymentState, TokenState } from './types.js';
 
@@ -121,8 +120,24 @@ function recordsToWire(table: RecordTable): WireRecordColumns {
   return { ...columns, keys: keysToWire(columns.keys) };
 }
 
-function recordsFromWire(c: WireRecordColumns): RecordTable {
-  return RecordTable.fromColumns({ ...c, keys: keysFromWire(c.keys) }, RECORD_ROWS_INITIAL);
+function recordsFromWire(c: WireRecordColumns, config: DomainConfig): RecordTable {
+  const table = RecordTable.fromColumns({ ...c, keys: keysFromWire(c.keys) }, recordRows(config));
+  if (recordRows(config) > RECORD_ROWS_INITIAL) table.touchPages();
+  return table;
+}
+
+function recordRows(config: DomainConfig): number {
+  return config.record_rows_reserved ?? RECORD_ROWS_INITIAL;
+}
+
+function paymentRows(config: DomainConfig): number {
+  return config.payment_rows_reserved ?? PAYMENT_ROWS_INITIAL;
+}
+
+function paymentsFromColumns(c: WirePaymentColumns, config: DomainConfig): PaymentTable {
+  const table = PaymentTable.fromColumns(paymentsFromWire(c), paymentRows(config));
+  if (paymentRows(config) > PAYMENT_ROWS_INITIAL) table.touchPages();
+  return table;
 }
 
 export function encodeSnapshot(state: PartitionState): Uint8Array {
@@ -153,10 +168,10 @@ export function decodeSnapshot(bytes: Uint8Array): PartitionState {
     partition: snapshot.partition,
     config: snapshot.config,
     accounts: new Map(),
-    payments: PaymentTable.fromColumns(paymentsFromWire(snapshot.payments), PAYMENT_ROWS_INITIAL),
+    payments: paymentsFromColumns(snapshot.payments, snapshot.config),
     tokens: new Map(),
-    idempotency: recordsFromWire(snapshot.idempotency),
-    idempotency_previous: recordsFromWire(snapshot.idempotency_previous),
+    idempotency: recordsFromWire(snapshot.idempotency, snapshot.config),
+    idempotency_previous: recordsFromWire(snapshot.idempotency_previous, snapshot.config),
     idempotency_generation_started_ms: snapshot.idempotency_generation_started_ms,
     idempotency_evicted_early_count: snapshot.idempotency_evicted_early_count,
   };
@@ -165,8 +180,8 @@ export function decodeSnapshot(bytes: Uint8Array): PartitionState {
   return state;
 }
 
-function recordsTable(records: StoredRecord[]): RecordTable {
-  const table = recordTableFor(records.length);
+function recordsTable(records: StoredRecord[], config: DomainConfig): RecordTable {
+  const table = recordTableFor(config, records.length);
   for (const record of records) table.set(record.command_id, record);
   return table;
 }
@@ -177,10 +192,10 @@ function decodeObjects(snapshot: SnapshotV2): PartitionState {
     partition: snapshot.partition,
     config: snapshot.config,
     accounts: new Map(),
-    payments: new PaymentTable(Math.max(PAYMENT_ROWS_INITIAL, snapshot.payments.length)),
+    payments: paymentTableFor(snapshot.config, snapshot.payments.length),
     tokens: new Map(),
-    idempotency: recordsTable(snapshot.idempotency),
-    idempotency_previous: recordsTable(snapshot.idempotency_previous),
+    idempotency: recordsTable(snapshot.idempotency, snapshot.config),
+    idempotency_previous: recordsTable(snapshot.idempotency_previous, snapshot.config),
     idempotency_generation_started_ms: snapshot.idempotency_generation_started_ms,
     idempotency_evicted_early_count: snapshot.idempotency_evicted_early_count,
   };

@@ -28,6 +28,8 @@ export const DEFAULT_DOMAIN_CONFIG: Readonly<DomainConfig> = {
   idempotency_records_max: 1_000_000,
   expirations_per_tick_max: 1_000,
   refunds_per_payment_max: 100,
+  payment_rows_reserved: 4096,
+  record_rows_reserved: 4096,
   risk_rules: DEFAULT_RISK_RULES,
 };
 
@@ -35,6 +37,24 @@ export const DEFAULT_DOMAIN_CONFIG: Readonly<DomainConfig> = {
 export const PAYMENT_ROWS_INITIAL = 4096;
 /** The same for each idempotency generation. */
 export const RECORD_ROWS_INITIAL = 4096;
+/** Bound on a configured reservation (rows per table): 2^24 payment rows are ~1.8 GB. */
+export const TABLE_ROWS_RESERVED_MAX = 1 << 24;
+
+/** A payment table for `rows_expected` rows or the configured reservation; pages mapped if reserved. */
+export function paymentTableFor(config: DomainConfig, rows_expected: number): PaymentTable {
+  const reserved = config.payment_rows_reserved ?? PAYMENT_ROWS_INITIAL;
+  const table = new PaymentTable(Math.max(reserved, rows_expected, PAYMENT_ROWS_INITIAL));
+  if (reserved > PAYMENT_ROWS_INITIAL) table.touchPages();
+  return table;
+}
+
+/** An idempotency generation's table, as paymentTableFor. */
+export function recordTableFor(config: DomainConfig, rows_expected: number): RecordTable {
+  const reserved = config.record_rows_reserved ?? RECORD_ROWS_INITIAL;
+  const table = new RecordTable(Math.max(reserved, rows_expected, RECORD_ROWS_INITIAL));
+  if (reserved > RECORD_ROWS_INITIAL) table.touchPages();
+  return table;
+}
 
 /** The world account's currency is a placeholder: it is the counterpart of deposits in any currency. */
 const WORLD_CURRENCY = 'xxx' as Currency;
@@ -72,6 +92,15 @@ export function resolveConfig(config: Partial<DomainConfig> = {}): DomainConfig 
   assertPositiveInteger(resolved.idempotency_records_max, 'idempotency_records_max');
   assertPositiveInteger(resolved.expirations_per_tick_max, 'expirations_per_tick_max');
   assertPositiveInteger(resolved.refunds_per_payment_max, 'refunds_per_payment_max');
+  for (const key of ['payment_rows_reserved', 'record_rows_reserved'] as const) {
+    assertPositiveInteger(resolved[key], key);
+    assert(
+      resolved[key] <= TABLE_ROWS_RESERVED_MAX,
+      'config: %s must be <= %s',
+      key,
+      TABLE_ROWS_RESERVED_MAX,
+    );
+  }
   assertRiskRules(resolved.risk_rules);
   return resolved;
 }
@@ -81,14 +110,15 @@ export function createPartitionState(partition: number, config?: Partial<DomainC
     Number.isSafeInteger(partition) && partition >= 0,
     `partition must be a non-negative integer, got ${partition}`,
   );
+  const resolved = resolveConfig(config);
   const state: PartitionState = {
     partition,
-    config: resolveConfig(config),
+    config: resolved,
     accounts: new Map(),
-    payments: new PaymentTable(PAYMENT_ROWS_INITIAL),
+    payments: paymentTableFor(resolved, 0),
     tokens: new Map(),
-    idempotency: new RecordTable(RECORD_ROWS_INITIAL),
-    idempotency_previous: new RecordTable(RECORD_ROWS_INITIAL),
+    idempotency: recordTableFor(resolved, 0),
+    idempotency_previous: recordTableFor(resolved, 0),
     idempotency_generation_started_ms: 0,
     idempotency_evicted_early_count: 0,
   };

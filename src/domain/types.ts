@@ -35,6 +35,15 @@ export interface DomainConfig {
   expirations_per_tick_max: number;
   /** Fixed bound on refunds per payment (each one is a record on the payment). */
   refunds_per_payment_max: number;
+  /**
+   * Rows a partition's payment table is created (and restored) with, at least. Above the built-in 4096 the
+   * table's pages are also mapped at creation, so no batch pays a page fault or a table doubling for rows
+   * below it (a doubling copies the table mid-batch). Size it to the partition's payments, ~110 B a row;
+   * the table still grows past it. Absent in configs saved before it existed: the built-in value.
+   */
+  payment_rows_reserved: number;
+  /** The same for each of the two idempotency generations (~60 B a row). */
+  record_rows_reserved: number;
   risk_rules: RiskRules;
 }
 

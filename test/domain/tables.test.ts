@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { PaymentTable, RecordTable } from '../../src/domain/index.js';
+import {
+  createPartitionState,
+  decodeSnapshot,
+  encodeSnapshot,
+  PaymentTable,
+  RecordTable,
+} from '../../src/domain/index.js';
 import { hashKey, StringIndex } from '../../src/domain/string-index.js';
 import type { DomainEvent, PaymentState } from '../../src/domain/types.js';
 
@@ -172,4 +178,16 @@ test('record table: client events kept whole, legs by type, clear reuses the tab
   assert.equal(table.get('c1'), undefined);
   table.set('pay_1:credit', { command_id: 'pay_1:credit', type: 'transfer_credited' });
   assert.equal(table.typeOf(0), 'transfer_credited');
+});
+
+test('a reserved partition starts with its tables at the reserved size, and keeps it through a snapshot', () => {
+  const state = createPartitionState(0, { payment_rows_reserved: 20_000, record_rows_reserved: 10_000 });
+  assert.ok(state.payments.index.row_capacity >= 20_000);
+  assert.ok(state.idempotency.index.row_capacity >= 10_000);
+  assert.ok(state.idempotency_previous.index.row_capacity >= 10_000);
+  const back = decodeSnapshot(encodeSnapshot(state));
+  assert.ok(back.payments.index.row_capacity >= 20_000, 'the reservation travels in the config');
+  assert.ok(back.idempotency.index.row_capacity >= 10_000);
+  const plain = createPartitionState(0);
+  assert.ok(plain.payments.index.row_capacity < 20_000, 'the default is small');
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, configKeys, loadConfig, riskRules } from '../../src/config.js';
-import { DEFAULT_RISK_RULES, resolveConfig } from '../../src/domain/state.js';
+import { DEFAULT_DOMAIN_CONFIG, DEFAULT_RISK_RULES, resolveConfig } from '../../src/domain/state.js';
 
 const prod_vault = {
   VAULT_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
@@ -38,6 +38,16 @@ describe('config', () => {
     assert.deepEqual(resolveConfig({ risk_rules: rules }).risk_rules, rules, 'the domain accepts them');
     assert.throws(() => loadConfig({ RISK_VELOCITY_COUNT_MAX: '0' }), /"risk_velocity_count_max"/);
     assert.throws(() => loadConfig({ RISK_VELOCITY_COUNT_MAX: '10001' }), /"risk_velocity_count_max"/);
+  });
+
+  it('reserves table rows as the domain does, within the domain bound', () => {
+    const config = loadConfig({});
+    assert.equal(config.payment_rows_reserved, DEFAULT_DOMAIN_CONFIG.payment_rows_reserved);
+    assert.equal(config.record_rows_reserved, DEFAULT_DOMAIN_CONFIG.record_rows_reserved);
+    assert.equal(loadConfig({ PAYMENT_ROWS_RESERVED: '65536' }).payment_rows_reserved, 65_536);
+    assert.throws(() => loadConfig({ PAYMENT_ROWS_RESERVED: '0' }), /"payment_rows_reserved"/);
+    assert.throws(() => loadConfig({ RECORD_ROWS_RESERVED: String(2 ** 24 + 1) }), /"record_rows_reserved"/);
+    assert.throws(() => resolveConfig({ payment_rows_reserved: 2 ** 24 + 1 }), /payment_rows_reserved/);
   });
 
   it('names the key of an invalid value', () => {
