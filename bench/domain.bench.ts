@@ -98,16 +98,19 @@ function memoryUsed(): { heap_b: number; buffers_b: number; total_b: number } {
  * microseconds (tables grow into fresh memory: every new row pays a share of one).
  */
 function pageFaultCalibrationUs(): { first_touch_us_per_page: number; touched_us_per_page: number } {
-  const pages = 8192;
-  const words_per_page = 512;
-  const array = new Float64Array(pages * words_per_page);
-  const sweep = (): number => {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < array.length; i += words_per_page) array[i] = i;
-    return Number(process.hrtime.bigint() - start) / 1000 / pages;
-  };
-  const first_touch_us_per_page = sweep();
-  return { first_touch_us_per_page, touched_us_per_page: sweep() };
+  // In a fresh process: here, memory freed by the runs would be handed out again without a fault.
+  const code = `
+    const pages = 8192, words = 512, array = new Float64Array(pages * words);
+    const sweep = () => {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < array.length; i += words) array[i] = i;
+      return Number(process.hrtime.bigint() - start) / 1000 / pages;
+    };
+    const first = sweep();
+    process.stdout.write(JSON.stringify({ first_touch_us_per_page: first, touched_us_per_page: sweep() }));`;
+  const child = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+  if (child.status !== 0) throw new Error(`page-fault calibration failed: ${child.stderr}`);
+  return JSON.parse(child.stdout) as { first_touch_us_per_page: number; touched_us_per_page: number };
 }
 
 function setup(config: Partial<DomainConfig>): {
