@@ -581,6 +581,13 @@ export class StreamProcessor {
 
   /** Incremental checkpoint after the interval, or sooner once `checkpoint_dirty_max` entities changed. */
   async #maybeCheckpoint(task: Task, dirty_total: number): Promise<void> {
+    // Only a RUNNING task owns its partition's lane state. A task closed while its last batch committed
+    // (revoked during a broker outage, say) reaches this point after the partition's next owner may have
+    // queued its restore on the lane: its checkpoint op would then run on that owner's half-restored
+    // state (and clear that state's dirty set) and store it under this task's offset, a checkpoint that
+    // claims events its content lacks. Checked right before the op is queued (lanes.checkpoint queues
+    // synchronously), so no other owner's load can come in between. See RELIABILITY.md, 2026-12-02.
+    if (task.state !== 'RUNNING') return;
     const now_ms = Date.now();
     if (!task.changed_since_checkpoint || task.checkpoint_in_flight) return;
     const due = now_ms - task.last_checkpoint_ms >= this.#o.checkpoint_interval_ms;
