@@ -102,23 +102,24 @@ export interface PaymentColumns {
   refunds: [number, RefundState[]][];
 }
 
-/** The fields a new row takes from the payment's outcome event. */
-export interface NewPaymentRow {
-  id: PaymentId;
-  payer_account_id: AccountId;
-  source: string;
-  payee_account_id: AccountId;
-  amount: number;
-  currency: Currency;
-  capture_method: CaptureMethod;
-  status: PaymentStatus;
-  decline_code: DeclineCode | null;
-  created_ms: number;
-  expires_ms: number;
-  fingerprint: string | null;
-  description: string | null;
-  metadata: Record<string, string> | null;
-}
+/** The fields a new row takes (from the payment's outcome event, or a restored payment). */
+export type NewPaymentRow = Pick<
+  PaymentState,
+  | 'id'
+  | 'payer_account_id'
+  | 'source'
+  | 'payee_account_id'
+  | 'amount'
+  | 'currency'
+  | 'capture_method'
+  | 'status'
+  | 'decline_code'
+  | 'created_ms'
+  | 'expires_ms'
+  | 'fingerprint'
+  | 'description'
+  | 'metadata'
+>;
 
 export class PaymentTable {
   readonly index: StringIndex;

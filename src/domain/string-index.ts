@@ -31,7 +31,12 @@ const ARENA_UNITS_MAX = 2 ** 32 - 1;
 export function hashKey(key: string): number {
   let hash = FNV_OFFSET_BASIS;
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), FNV_PRIME);
-  hash ^= hash >>> 16;
+  return finalize(hash);
+}
+
+/** murmur3's fmix32: spreads every input bit over the low bits that pick the slot. */
+function finalize(fnv: number): number {
+  let hash = fnv ^ (fnv >>> 16);
   hash = Math.imul(hash, 0x85ebca6b);
   hash ^= hash >>> 13;
   hash = Math.imul(hash, 0xc2b2ae35);
@@ -42,11 +47,7 @@ export function hashKey(key: string): number {
 export function hashUnits(units: Uint8Array, offset: number, length: number): number {
   let hash = FNV_OFFSET_BASIS;
   for (let i = offset; i < offset + length; i++) hash = Math.imul(hash ^ units[i]!, FNV_PRIME);
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, 0xc2b2ae35);
-  return (hash ^ (hash >>> 16)) >>> 0;
+  return finalize(hash);
 }
 
 /**
