@@ -132,10 +132,13 @@ export class StreamProcessor {
     await this.#admin.connect();
     await this.#consumer.connect();
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      // A new member id means the coordinator dropped us (session timeout) and we joined again: in between,
+      // other members may have owned and advanced any of our partitions, so none of them is "kept".
+      const rejoined = this.#member_id !== null && this.#member_id !== payload.memberId;
       this.#member_id = payload.memberId;
       const assigned = payload.memberAssignment[this.#o.names.commands] ?? [];
       this.#assignments = this.#assignments
-        .then(() => this.#onAssignment(assigned))
+        .then(() => this.#onAssignment(assigned, rejoined))
         .catch((err) => this.#fatal(err, 'assignment'));
     });
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
@@ -168,7 +171,13 @@ export class StreamProcessor {
    * out a broker outage, and the next assignment (which may revoke what is being restored) must not wait
    * for it. A restore failure that is not transient is a bug: it stops the node.
    */
-  async #onAssignment(assigned: number[]): Promise<void> {
+  async #onAssignment(assigned: number[], rejoined: boolean): Promise<void> {
+    if (rejoined && this.#tasks.size > 0) {
+      // Their lane state and producers may be stale (another node committed meanwhile): applying a leg on a
+      // state without the refund another node created stops the node (the 2026-12-02 chaos failures).
+      this.#o.log.warn({ partitions: this.assigned }, 'rejoined the group as a new member: restoring all');
+      for (const task of [...this.#tasks.values()]) await this.#closeTask(task);
+    }
     const keep = new Set(assigned);
     for (const task of [...this.#tasks.values()]) if (!keep.has(task.partition)) await this.#closeTask(task);
     const fresh = assigned.filter((p) => !this.#tasks.has(p));
