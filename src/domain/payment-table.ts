@@ -283,7 +283,10 @@ export class PaymentTable {
 
   // ---- objects at the edge ---------------------------------------------------------------------------
 
-  /** A copy of one payment as an object (views, snapshots, tests); undefined when there is none. */
+  /**
+   * One payment as an object (views, snapshots, tests); undefined when there is none. Its fields are copies,
+   * but `refunds` is the table's own list: read it, do not change it.
+   */
   get(id: string): PaymentState | undefined {
     const row = this.find(id);
     return row < 0 ? undefined : this.toState(row, id as PaymentId);
@@ -315,7 +318,10 @@ export class PaymentTable {
     };
   }
 
-  /** Writes a whole payment (restore from a snapshot or checkpoint): a new row, or over the existing one. */
+  /**
+   * Writes a whole payment (restore from a snapshot or checkpoint): a new row; over an existing row only the
+   * fields a payment's life changes (status, amounts, codes, refunds), as its id, parties and amount do not.
+   */
   set(id: string, payment: PaymentState): this {
     assert(payment.id === id, 'payment table: key %s for payment %s', id, payment.id);
     let row = this.find(id);
