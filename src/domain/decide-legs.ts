@@ -164,11 +164,14 @@ export function decideCreditRejected(state: PartitionState, command: CreditRejec
   if (table.status[row] === STATUS_FAILED) return rejected(null); // Already applied: a duplicate.
   assert(
     table.status[row] === STATUS_SUCCEEDED,
-    `payment ${command.payment_id} is ${table.statusOf(row)}; a credit cannot come back`,
+    'payment %s is %s; a credit cannot come back',
+    command.payment_id,
+    table.statusOf(row),
   );
   assert(
     command.amount === table.amount_received[row],
-    `payment ${command.payment_id}: returned amount != captured`,
+    'payment %s: returned amount != captured',
+    command.payment_id,
   );
   return accepted(state, command, {
     type: 'payment_failed',

@@ -86,7 +86,10 @@ function paymentRow(state: PartitionState, payment_id: PaymentId): number {
 function assertFunded(account: AccountState): void {
   assert(
     account.kind === 'world' || availableOf(account) >= -account.overdraft_limit,
-    `account ${account.id} available ${availableOf(account)} below -overdraft ${account.overdraft_limit}`,
+    'account %s available %s below -overdraft %s',
+    account.id,
+    availableOf(account),
+    account.overdraft_limit,
   );
   assert(account.pending >= 0, 'account %s pending %s < 0', account.id, account.pending);
 }

@@ -29,8 +29,8 @@ export const PAYMENT_STATUSES: readonly PaymentStatus[] = [
 ];
 export const STATUS_REQUIRES_CAPTURE = 0;
 export const STATUS_SUCCEEDED = 1;
-export const STATUS_CANCELED = 2;
-export const STATUS_DECLINED = 3;
+const STATUS_CANCELED = 2;
+const STATUS_DECLINED = 3;
 export const STATUS_FAILED = 4;
 const CAPTURE_METHODS: readonly CaptureMethod[] = ['automatic', 'manual'];
 export const METHOD_MANUAL = 1;
@@ -47,8 +47,22 @@ function codeOf<T>(list: readonly T[], value: T, name: string): number {
   return code;
 }
 
+/** PAYMENT_STATUSES.indexOf(status), as a switch: every payment row and transition asks it. */
 export function statusCode(status: PaymentStatus): number {
-  return codeOf(PAYMENT_STATUSES, status, 'status');
+  switch (status) {
+    case 'requires_capture':
+      return STATUS_REQUIRES_CAPTURE;
+    case 'succeeded':
+      return STATUS_SUCCEEDED;
+    case 'canceled':
+      return STATUS_CANCELED;
+    case 'declined':
+      return STATUS_DECLINED;
+    case 'failed':
+      return STATUS_FAILED;
+    default:
+      return codeOf(PAYMENT_STATUSES, status, 'status');
+  }
 }
 
 export function currencyCode(currency: string): number {
@@ -73,10 +87,10 @@ class StringPool {
   }
 
   intern(value: string): number {
-    const row = this.#index.find(value);
-    if (row >= 0) return row;
+    const row = this.#index.findOrInsertHashed(value, hashKey(value));
+    if (row < 0) return ~row;
     this.strings.push(value);
-    return this.#index.insert(value);
+    return row;
   }
 }
 
@@ -222,9 +236,8 @@ export class PaymentTable {
   /** Adds a payment (the id must be new) and returns its row. */
   insert(p: NewPaymentRow): number {
     if (this.index.size === this.row_capacity) this.#grow();
-    const hash = hashKey(p.id);
-    assert(this.index.findHashed(p.id, hash) < 0, 'payment %s created twice', p.id);
-    const row = this.index.insertHashed(p.id, hash);
+    const row = this.index.findOrInsertHashed(p.id, hashKey(p.id));
+    assert(row >= 0, 'payment %s created twice', p.id);
     this.payer[row] = p.payer_account_id;
     this.source[row] = p.source === p.payer_account_id ? p.payer_account_id : p.source;
     this.fingerprint[row] = p.fingerprint;
@@ -237,7 +250,7 @@ export class PaymentTable {
     this.amount_refund_pending[row] = 0;
     this.created_ms[row] = p.created_ms;
     this.expires_ms[row] = p.expires_ms;
-    this.status[row] = p.status === 'succeeded' ? STATUS_SUCCEEDED : statusCode(p.status);
+    this.status[row] = statusCode(p.status);
     this.capture_method[row] = p.capture_method === 'manual' ? METHOD_MANUAL : 0;
     this.decline_code[row] = p.decline_code === null ? 0 : codeOf(DECLINES, p.decline_code, 'decline code');
     this.failure_code[row] = 0;
@@ -326,12 +339,9 @@ export class PaymentTable {
     assert(payment.id === id, 'payment table: key %s for payment %s', id, payment.id);
     let row = this.find(id);
     if (row < 0) {
-      row = this.insert({ ...payment, status: payment.status });
+      row = this.insert(payment);
       if (payment.capture_method === 'manual') this.enqueueAuthorization(row);
     }
-    this.payer[row] = payment.payer_account_id;
-    this.source[row] = payment.source;
-    this.fingerprint[row] = payment.fingerprint;
     this.status[row] = statusCode(payment.status);
     this.amount_capturable[row] = payment.amount_capturable;
     this.amount_received[row] = payment.amount_received;

@@ -120,12 +120,9 @@ export class RecordTable {
 
   /** Records an outcome under `key`; a later outcome of the same key replaces the earlier one. */
   set(key: string, record: StoredRecord): this {
-    const hash = hashKey(key);
-    let row = this.index.findHashed(key, hash);
-    if (row < 0) {
-      row = this.index.insertHashed(key, hash);
-      if (this.index.row_capacity > this.type_code.length) this.#grow();
-    }
+    let row = this.index.findOrInsertHashed(key, hashKey(key));
+    if (row < 0) row = ~row;
+    else if (this.index.row_capacity > this.type_code.length) this.#grow();
     const code = legOutcomeCode(record.type);
     this.type_code[row] = code;
     this.events[row] = code === CLIENT_EVENT ? (record as DomainEvent) : null;

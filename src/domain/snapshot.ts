@@ -2,7 +2,7 @@ import { Packr } from 'msgpackr';
 import { assert } from './assert.js';
 import { type PaymentColumns, PaymentTable } from './payment-table.js';
 import { type RecordColumns, RecordTable, type StoredRecord } from './record-table.js';
-import { PAYMENT_ROWS_INITIAL, paymentTableFor, RECORD_ROWS_INITIAL, recordTableFor } from './state.js';
+import { paymentTableFor, recordTableFor } from './state.js';
 import type { IndexKeys } from './string-index.js';
 import type { AccountState, DomainConfig, PartitionState, PaymentState, TokenState } from './types.js';
 
@@ -121,23 +121,13 @@ function recordsToWire(table: RecordTable): WireRecordColumns {
 }
 
 function recordsFromWire(c: WireRecordColumns, config: DomainConfig): RecordTable {
-  const table = RecordTable.fromColumns({ ...c, keys: keysFromWire(c.keys) }, recordRows(config));
-  if (recordRows(config) > RECORD_ROWS_INITIAL) table.touchPages();
-  return table;
-}
-
-function recordRows(config: DomainConfig): number {
-  return config.record_rows_reserved ?? RECORD_ROWS_INITIAL;
-}
-
-function paymentRows(config: DomainConfig): number {
-  return config.payment_rows_reserved ?? PAYMENT_ROWS_INITIAL;
+  const columns = { ...c, keys: keysFromWire(c.keys) };
+  return recordTableFor(config, 0, (rows) => RecordTable.fromColumns(columns, rows));
 }
 
 function paymentsFromColumns(c: WirePaymentColumns, config: DomainConfig): PaymentTable {
-  const table = PaymentTable.fromColumns(paymentsFromWire(c), paymentRows(config));
-  if (paymentRows(config) > PAYMENT_ROWS_INITIAL) table.touchPages();
-  return table;
+  const columns = paymentsFromWire(c);
+  return paymentTableFor(config, 0, (rows) => PaymentTable.fromColumns(columns, rows));
 }
 
 export function encodeSnapshot(state: PartitionState): Uint8Array {

@@ -40,20 +40,39 @@ export const RECORD_ROWS_INITIAL = 4096;
 /** Bound on a configured reservation (rows per table): 2^24 payment rows are ~1.8 GB. */
 export const TABLE_ROWS_RESERVED_MAX = 1 << 24;
 
-/** A payment table for `rows_expected` rows or the configured reservation; pages mapped if reserved. */
-export function paymentTableFor(config: DomainConfig, rows_expected: number): PaymentTable {
-  const reserved = config.payment_rows_reserved ?? PAYMENT_ROWS_INITIAL;
-  const table = new PaymentTable(Math.max(reserved, rows_expected, PAYMENT_ROWS_INITIAL));
-  if (reserved > PAYMENT_ROWS_INITIAL) table.touchPages();
+/**
+ * The reservation rule, for every way a table is made (new partition, checkpoint restore, snapshot): room for
+ * `rows_expected` or the configured reservation, whichever is more; pages mapped when a reservation above
+ * the built-in size was configured. `reserved` is undefined in configs saved before the keys existed.
+ */
+function reservedTable<T extends { touchPages(): void }>(
+  reserved: number | undefined,
+  rows_initial: number,
+  rows_expected: number,
+  make: (rows: number) => T,
+): T {
+  const rows_reserved = reserved ?? rows_initial;
+  const table = make(Math.max(rows_reserved, rows_expected, rows_initial));
+  if (rows_reserved > rows_initial) table.touchPages();
   return table;
 }
 
+/** A partition's payment table; `make` builds it from a row count (default: an empty table). */
+export function paymentTableFor(
+  config: DomainConfig,
+  rows_expected: number,
+  make: (rows: number) => PaymentTable = (rows) => new PaymentTable(rows),
+): PaymentTable {
+  return reservedTable(config.payment_rows_reserved, PAYMENT_ROWS_INITIAL, rows_expected, make);
+}
+
 /** An idempotency generation's table, as paymentTableFor. */
-export function recordTableFor(config: DomainConfig, rows_expected: number): RecordTable {
-  const reserved = config.record_rows_reserved ?? RECORD_ROWS_INITIAL;
-  const table = new RecordTable(Math.max(reserved, rows_expected, RECORD_ROWS_INITIAL));
-  if (reserved > RECORD_ROWS_INITIAL) table.touchPages();
-  return table;
+export function recordTableFor(
+  config: DomainConfig,
+  rows_expected: number,
+  make: (rows: number) => RecordTable = (rows) => new RecordTable(rows),
+): RecordTable {
+  return reservedTable(config.record_rows_reserved, RECORD_ROWS_INITIAL, rows_expected, make);
 }
 
 /** The world account's currency is a placeholder: it is the counterpart of deposits in any currency. */

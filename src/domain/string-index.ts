@@ -144,8 +144,34 @@ export class StringIndex {
   }
 
   insertHashed(key: string, hash: number): number {
-    assert(key.length <= KEY_LENGTH_MAX, 'string index: key of %s units is too long', key.length);
     if (this.size === this.row_capacity) this.#growRows();
+    const row = this.#append(key, hash);
+    this.#place(row, hash);
+    return row;
+  }
+
+  /**
+   * The row of `key` as `~row` (negative) when it is there; else adds it and returns its row. One walk
+   * over the slots for both, where findHashed then insertHashed would walk them twice.
+   */
+  findOrInsertHashed(key: string, hash: number): number {
+    if (this.size === this.row_capacity) this.#growRows(); // first, so the empty slot found stays valid
+    const mask = this.slots.length - 1;
+    for (let slot = hash & mask, probes = 0; probes <= mask; slot = (slot + 1) & mask, probes++) {
+      const entry = this.slots[slot]!;
+      if (entry === 0) {
+        const row = this.#append(key, hash);
+        this.slots[slot] = row + 1;
+        return row;
+      }
+      if (this.row_hash[entry - 1] === hash && this.keyEquals(entry - 1, key)) return ~(entry - 1);
+    }
+    assert(false, 'string index: no empty slot (load factor broken)');
+  }
+
+  /** Writes a new row's key and hash (not its slot); the row arrays have room. */
+  #append(key: string, hash: number): number {
+    assert(key.length <= KEY_LENGTH_MAX, 'string index: key of %s units is too long', key.length);
     if (this.arena_used + key.length > this.arena.length) this.#growArena(key.length);
     const row = this.size++;
     this.row_hash[row] = hash;
@@ -162,7 +188,6 @@ export class StringIndex {
     if (units_or > 0xff)
       this.wide.set(row, key); // the bytes written are left as free space
     else this.arena_used += key.length;
-    this.#place(row, hash);
     return row;
   }
 
