@@ -62,6 +62,8 @@ interface PaymentMoment {
   amount_capturable: number;
   amount_received: number;
   amount_refunded: number;
+  /** Refunds accepted whose debit leg on the merchant's partition has not settled yet. */
+  amount_refund_pending: number;
   failure_code: PaymentState['failure_code'];
   cancellation_reason: PaymentState['cancellation_reason'];
 }
@@ -97,6 +99,7 @@ export function paymentView(
     amount_capturable: moment.amount_capturable,
     amount_received: moment.amount_received,
     amount_refunded: moment.amount_refunded,
+    amount_refund_pending: moment.amount_refund_pending,
     decline_code: fixed.decline_code,
     failure_code: moment.failure_code,
     cancellation_reason: moment.cancellation_reason,
@@ -150,6 +153,7 @@ export function paymentCreationReply(
     amount_capturable: manual ? created.amount : 0,
     amount_received: manual ? 0 : created.amount,
     amount_refunded: 0,
+    amount_refund_pending: 0,
     decline_code: null,
     failure_code: null,
     cancellation_reason: null,
@@ -240,6 +244,7 @@ function paymentChangeReply(
           amount_capturable: 0,
           amount_received: event.amount_captured,
           amount_refunded: 0,
+          amount_refund_pending: 0,
           failure_code: null,
           cancellation_reason: null,
         }),
@@ -252,6 +257,7 @@ function paymentChangeReply(
           amount_capturable: 0,
           amount_received: 0,
           amount_refunded: 0,
+          amount_refund_pending: 0,
           failure_code: null,
           cancellation_reason: 'requested_by_customer',
         }),

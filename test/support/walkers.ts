@@ -1,0 +1,198 @@
+import { getJson, post } from './load-driver.js';
+
+/**
+ * The dependent workload of issue 12: each walker owns one customer, one merchant and one payment a round,
+ * and runs authorize → GET → capture → GET → refund → GET → over-refund (refused) → GET → refund → GET →
+ * refund 1 (refused) → GET, in sequence. Every answer is checked against a model of the walker's own
+ * acknowledged answers, so a read that misses a preceding acknowledged write, or a refund accepted beyond what
+ * the model allows, is a divergence. Bounded: walkers × rounds × 12 requests, each with a 10 s timeout.
+ */
+export interface WalkerOptions {
+  base: () => string;
+  walkers_total: number;
+  rounds_total: number;
+  /** Account ids are `<prefix>_c<i>` and `<prefix>_m<i>`: one pair per walker, unique per run. */
+  prefix: string;
+  currency: string;
+  deposit_amount: number;
+}
+
+export interface WalkerResult {
+  divergences: string[];
+  /** Every acknowledged write (payment, capture, refund) with the id it was answered with. */
+  acknowledged_writes: { op: 'payment' | 'capture' | 'refund'; id: string; payment: string }[];
+  payments: string[];
+  requests_total: number;
+}
+
+const round_plan = [
+  { op: 'refund', amount: 1000, accept: true },
+  { op: 'refund', amount: 2500, accept: false },
+  { op: 'refund', amount: 2000, accept: true },
+  { op: 'refund', amount: 1, accept: false },
+] as const;
+const authorize_amount = 5000;
+const capture_amount = 3000;
+
+export function walkerAccounts(opts: Pick<WalkerOptions, 'prefix' | 'walkers_total'>) {
+  return Array.from({ length: opts.walkers_total }, (_, i) => ({
+    customer: `${opts.prefix}_c${i}`,
+    merchant: `${opts.prefix}_m${i}`,
+  }));
+}
+
+/** Creates each walker's customer (with the deposit) and merchant. Throws on any unexpected answer. */
+export async function setupWalkers(opts: WalkerOptions): Promise<void> {
+  for (const [i, pair] of walkerAccounts(opts).entries()) {
+    const base = opts.base();
+    for (const [id, kind] of [
+      [pair.customer, 'customer'],
+      [pair.merchant, 'merchant'],
+    ] as const) {
+      const res = await post(base, '/v1/accounts', { id, currency: opts.currency, kind }, `${id}-create`);
+      if (res.status !== 201) throw new Error(`account ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    const body = { account: pair.customer, amount: opts.deposit_amount, currency: opts.currency };
+    const res = await post(base, '/v1/deposits', body, `${opts.prefix}-dep-${i}`);
+    if (res.status !== 201) throw new Error(`deposit ${pair.customer}: ${res.status}`);
+  }
+}
+
+export async function runWalkers(opts: WalkerOptions): Promise<WalkerResult> {
+  const result: WalkerResult = { divergences: [], acknowledged_writes: [], payments: [], requests_total: 0 };
+  const pairs = walkerAccounts(opts);
+  await Promise.all(pairs.map((pair, i) => walk(opts, pair, i, result)));
+  return result;
+}
+
+async function walk(
+  opts: WalkerOptions,
+  pair: { customer: string; merchant: string },
+  walker: number,
+  result: WalkerResult,
+): Promise<void> {
+  const diverge = (what: string) => result.divergences.push(`walker ${walker}: ${what}`);
+  for (let round = 0; round < opts.rounds_total; round++) {
+    const key = `${opts.prefix}-w${walker}-r${round}`;
+    const created = await post(
+      opts.base(),
+      '/v1/payments',
+      {
+        amount: authorize_amount,
+        currency: opts.currency,
+        source: pair.customer,
+        destination: pair.merchant,
+        capture: false,
+      },
+      `${key}-pay`,
+    );
+    result.requests_total++;
+    const id = created.body.id as string | undefined;
+    if (created.status !== 201 || !id || created.body.status !== 'requires_capture') {
+      diverge(`round ${round} authorize: ${created.status} ${JSON.stringify(created.body)}`);
+      return;
+    }
+    result.payments.push(id);
+    result.acknowledged_writes.push({ op: 'payment', id, payment: id });
+    const model = { received: 0, refunded_or_pending: 0, capturable: authorize_amount };
+    const check = async (after: string) => {
+      const got = await getJson(opts.base(), `/v1/payments/${id}`);
+      result.requests_total++;
+      const b = got.body;
+      const refunded = Number(b.amount_refunded) + Number(b.amount_refund_pending);
+      if (
+        got.status !== 200 ||
+        b.amount_received !== model.received ||
+        b.amount_capturable !== model.capturable ||
+        refunded !== model.refunded_or_pending
+      ) {
+        diverge(
+          `round ${round} GET after ${after}: ${got.status} received ${b.amount_received} capturable ` +
+            `${b.amount_capturable} refunded+pending ${refunded}; model ${JSON.stringify(model)}`,
+        );
+        return false;
+      }
+      return true;
+    };
+    if (!(await check('authorize'))) return;
+    const capture = await post(
+      opts.base(),
+      `/v1/payments/${id}/capture`,
+      { amount: capture_amount },
+      `${key}-cap`,
+    );
+    result.requests_total++;
+    if (capture.status !== 200 || capture.body.amount_received !== capture_amount) {
+      diverge(`round ${round} capture: ${capture.status} ${JSON.stringify(capture.body)}`);
+      return;
+    }
+    result.acknowledged_writes.push({ op: 'capture', id, payment: id });
+    model.received = capture_amount;
+    model.capturable = 0;
+    if (!(await check('capture'))) return;
+    for (const [step, plan] of round_plan.entries()) {
+      const refund = await post(
+        opts.base(),
+        '/v1/refunds',
+        { payment: id, amount: plan.amount },
+        `${key}-ref${step}`,
+      );
+      result.requests_total++;
+      const refused = refund.status === 400 && errorCode(refund.body) === 'amount_exceeds_refundable';
+      if (plan.accept && refund.status === 201 && typeof refund.body.id === 'string') {
+        result.acknowledged_writes.push({ op: 'refund', id: refund.body.id, payment: id });
+        model.refunded_or_pending += plan.amount;
+      } else if (plan.accept || !refused) {
+        diverge(
+          `round ${round} refund ${plan.amount} (model refunded ${model.refunded_or_pending}): ` +
+            `${refund.status} ${JSON.stringify(refund.body)}`,
+        );
+        return;
+      }
+      if (!(await check(`refund ${plan.amount}`))) return;
+    }
+  }
+}
+
+function errorCode(body: Record<string, unknown>): string | undefined {
+  return (body.error as { code?: string } | undefined)?.code;
+}
+
+/**
+ * Waits (bounded) until every walker payment has its refunds settled, then checks each customer's and
+ * merchant's balance against the model: every round nets to zero once its refunds settle, so a customer
+ * ends with its deposit and a merchant with nothing. Returns the divergences.
+ */
+export async function checkWalkerSettlement(
+  opts: WalkerOptions,
+  payments: string[],
+  deadline_ms: number,
+): Promise<string[]> {
+  const divergences: string[] = [];
+  const refunded_total = round_plan.reduce((sum, p) => sum + (p.accept ? p.amount : 0), 0);
+  for (const id of payments) {
+    let last: Record<string, unknown> = {};
+    while (Date.now() < deadline_ms) {
+      last = (await getJson(opts.base(), `/v1/payments/${id}`)).body;
+      if (last.amount_refunded === refunded_total && last.amount_refund_pending === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (last.amount_refunded !== refunded_total || last.amount_refund_pending !== 0) {
+      divergences.push(`payment ${id}: refunds never settled: ${JSON.stringify(last)}`);
+    }
+  }
+  for (const pair of walkerAccounts(opts)) {
+    for (const [id, expected] of [
+      [pair.customer, opts.deposit_amount],
+      [pair.merchant, 0],
+    ] as const) {
+      const account = (await getJson(opts.base(), `/v1/accounts/${id}`)).body;
+      if (account.posted !== expected || account.pending !== 0) {
+        divergences.push(
+          `account ${id}: posted ${account.posted} pending ${account.pending}, model ${expected}`,
+        );
+      }
+    }
+  }
+  return divergences;
+}
