@@ -30,6 +30,23 @@ export function createMetrics() {
       help: 'Kafka transactions aborted or failed; the partition state was rebuilt after each',
       registers: [registry],
     }),
+    transaction_retries_total: new Counter({
+      name: 'transaction_retries_total',
+      help: 'Transactional steps retried on a coordinator-busy answer (not failures), by protocol error',
+      labelNames: ['error'] as const,
+      registers: [registry],
+    }),
+    offsets_deferred_total: new Counter({
+      name: 'offsets_deferred_total',
+      help: 'Read-only chunks answered without a transaction of their own; their offset rode in a later one',
+      registers: [registry],
+    }),
+    checkpoints_dropped_total: new Counter({
+      name: 'checkpoints_dropped_total',
+      help: 'Checkpoints deleted because a restore found them disagreeing with the changelog, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     restore_duration_seconds: new Histogram({
       name: 'restore_duration_seconds',
       help: 'Time to restore a set of partitions (checkpoint load + changelog replay)',

@@ -95,6 +95,7 @@ async function main(): Promise<void> {
     ledger,
     feed: { kafka, events_topic: names.events },
     ready: () => processor.ready && waiter.ready,
+    notReady: () => processor.notReady,
     log,
     metrics,
   });

@@ -7,6 +7,7 @@ import {
   type DomainConfig,
   type DomainEvent,
   evolve,
+  InvariantError,
   type PartitionState,
 } from '../domain/index.js';
 import { partitionOf } from '../streams/route.js';
@@ -30,8 +31,7 @@ export default function run(task: LaneTask): unknown {
     case 'apply':
       return move(applyBatch(task.partition, task.partitions_total, task.input));
     case 'replay':
-      replay(task.partition, task.input);
-      return null;
+      return replayChecked(task.partition, task.input);
     case 'load':
       partitions.set(task.partition, load(task.partition, task.parts));
       return null;
@@ -128,6 +128,21 @@ function assertOwned(command: Command, partition: number, partitions_total: numb
     throw new Error(
       `lane invariant: command ${command.command_id} (${command.type}) of partition ${owner} reached ${partition}`,
     );
+  }
+}
+
+/**
+ * An event that does not apply to the loaded state (a payment created twice, a leg of an unknown refund)
+ * means the checkpoint and the log disagree: answered as data, not thrown, so the stream loop can tell it
+ * from a crash by type (errors lose their class crossing the thread) and replay without the checkpoint.
+ */
+function replayChecked(partition: number, input: Uint8Array): { invariant_failed: string } | null {
+  try {
+    replay(partition, input);
+    return null;
+  } catch (err) {
+    if (err instanceof InvariantError) return { invariant_failed: err.message };
+    throw err;
   }
 }
 

@@ -2,6 +2,17 @@ import { Piscina } from 'piscina';
 import type { DomainConfig } from '../domain/index.js';
 import type { LaneStats, LaneTask } from './protocol.js';
 
+/** The changelog does not fold onto the loaded state: the checkpoint it started from disagrees with it. */
+export class ReplayDisagreementError extends Error {
+  override name = 'ReplayDisagreementError';
+  constructor(
+    readonly partition: number,
+    readonly invariant: string,
+  ) {
+    super(`partition ${partition}: replay does not apply: ${invariant}`);
+  }
+}
+
 /**
  * W lanes, one single-thread piscina pool each: piscina has no worker affinity, and partition p must always
  * run on lane p mod W so that one account is only ever touched by one thread.
@@ -52,8 +63,13 @@ export class Lanes {
     await this.#run(partition, { op: 'load', partition, parts }, parts ? [parts.buffer as ArrayBuffer] : []);
   }
 
+  /** Throws ReplayDisagreementError when an event does not apply to the partition's loaded state. */
   async replay(partition: number, input: Uint8Array): Promise<void> {
-    await this.#run(partition, { op: 'replay', partition, input }, [input.buffer as ArrayBuffer]);
+    const task: LaneTask = { op: 'replay', partition, input };
+    const result = (await this.#run(partition, task, [input.buffer as ArrayBuffer])) as {
+      invariant_failed: string;
+    } | null;
+    if (result !== null) throw new ReplayDisagreementError(partition, result.invariant_failed);
   }
 
   async drop(partition: number): Promise<void> {

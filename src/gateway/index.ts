@@ -35,6 +35,7 @@ export function createGateway(opts: {
   /** With the events topic: WebSocket subscriptions to committed payment outcomes. */
   feed: { kafka: Kafka; events_topic: string } | null;
   ready: () => boolean;
+  notReady?: () => unknown;
   log: Logger;
   metrics: Metrics;
 }): GatewayStack {
@@ -89,6 +90,7 @@ export function createGateway(opts: {
     },
     outcomes,
     ready: opts.ready,
+    ...(opts.notReady ? { notReady: opts.notReady } : {}),
     log,
     metrics,
   });

@@ -26,6 +26,8 @@ export interface GatewayOptions {
   /** Committed payment outcomes for WebSocket subscribers; null disables subscriptions. */
   outcomes: OutcomeFeed | null;
   ready: () => boolean;
+  /** What holds readiness back (e.g. partitions and why their restore fails): the body of a 503 /readyz. */
+  notReady?: () => unknown;
   log: Logger;
   metrics: Metrics;
 }
@@ -121,7 +123,10 @@ export class Gateway {
     app.get('/healthz', (res, req) => sendJson(captureRequest(res, req), 200, { status: 'ok' }));
     app.get('/readyz', (res, req) => {
       const ready = this.#o.ready() && !this.#draining;
-      sendJson(captureRequest(res, req), ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready' });
+      const body: Record<string, unknown> = { status: ready ? 'ready' : 'not_ready' };
+      if (!ready && this.#draining) body.draining = true;
+      if (!ready && this.#o.notReady) body.partitions = this.#o.notReady();
+      sendJson(captureRequest(res, req), ready ? 200 : 503, body);
     });
     app.get('/metrics', (res, req) => {
       const ctx = captureRequest(res, req);

@@ -89,6 +89,22 @@ export class Checkpoints {
     }
   }
 
+  /**
+   * Deletes the partition's checkpoint (every key of it), so that the next write, which must then be full,
+   * can store one again: the write script never moves a stored offset backwards. Used when a restore found
+   * the checkpoint disagreeing with the log. A Redis failure is counted and logged, not thrown.
+   */
+  async drop(partition: number): Promise<void> {
+    const k = this.key(partition);
+    try {
+      const gens = (await this.#redis.hget(k, 'gens')) ?? '';
+      const generations = gens.split(',').filter((g) => g !== '');
+      await this.#redis.del(k, `${k}:a`, `${k}:p`, `${k}:t`, ...generations.map((g) => `${k}:i:${g}`));
+    } catch (err) {
+      this.#failed(err, 'drop', partition);
+    }
+  }
+
   /** Resolves true when written, false when refused (older than stored) or when Redis failed. */
   async write(partition: number, offset: bigint, delta: CheckpointDelta, now_ms: number): Promise<boolean> {
     if (offset < 0n) throw new Error('checkpoint invariant: negative offset');

@@ -11,7 +11,7 @@ import type {
 } from 'kafkajs';
 import { AssignerProtocol, Partitioners } from 'kafkajs';
 import type { CheckpointDelta } from '../actors/checkpoint-delta.js';
-import type { Lanes } from '../actors/lanes.js';
+import { type Lanes, ReplayDisagreementError } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Checkpoints } from './checkpoints.js';
@@ -19,6 +19,13 @@ import { isTransient, kafkaErrorType } from './kafka-errors.js';
 import { CheckpointAheadError, replayPartitions } from './restore.js';
 import { partitionOf } from './route.js';
 import type { TopicNames } from './topics.js';
+import {
+  commitTransaction,
+  default_retry_policy,
+  eventsEndAfter,
+  type RetryPolicy,
+  type TopicMessages,
+} from './transaction.js';
 import { type BatchOutput, decode, encode, encodeOwned, type ReplyRecord } from './wire.js';
 
 /**
@@ -47,6 +54,16 @@ interface Task {
   last_checkpoint_ms: number;
   checkpoint_in_flight: boolean;
   changed_since_checkpoint: boolean;
+  /**
+   * Next command offset of a read-only chunk answered without a transaction: it rides in the partition's
+   * next transaction, or in an offsets-only one after `deferred_offset_flush_ms`. Null when none waits.
+   */
+  offset_deferred: bigint | null;
+  offset_deferred_since_ms: number;
+  /** Chunks and deferred-offset commits of one task take turns: one transaction of a producer at a time. */
+  turn: Promise<void>;
+  /** Why the last restore attempt failed (shown on /readyz); `permanent` when retrying cannot help. */
+  restore_error: { reason: string; attempts: number; permanent: boolean } | null;
 }
 
 export interface ProcessorOptions {
@@ -81,6 +98,16 @@ export interface ProcessorOptions {
    * gateways still travel through their reply topics.
    */
   local_replies?: { topic: string; deliver: (replies: ReplyRecord[]) => void };
+  /** Tests only: the coordinator-busy retry policy of transactional steps (default_retry_policy). */
+  retry_policy?: RetryPolicy;
+}
+
+/** A partition that is not processing, and why: the body of a 503 /readyz. */
+export interface PartitionNotReady {
+  partition: number;
+  state: TaskState;
+  reason?: string;
+  attempts?: number;
 }
 
 /**
@@ -97,6 +124,7 @@ export class StreamProcessor {
   #joined = false;
   #stopping = false;
   #age_timer: NodeJS.Timeout | null = null;
+  #flush_timer: NodeJS.Timeout | null = null;
   #member_id: string | null = null;
   /** Assignments are handled one at a time, in the order the group delivered them. */
   #assignments: Promise<void> = Promise.resolve();
@@ -124,6 +152,21 @@ export class StreamProcessor {
     return true;
   }
 
+  /** The partitions that hold readiness back, with the reason of a restore that keeps failing. */
+  get notReady(): PartitionNotReady[] {
+    const out: PartitionNotReady[] = [];
+    for (const task of this.#tasks.values()) {
+      if (task.state === 'RUNNING') continue;
+      const entry: PartitionNotReady = { partition: task.partition, state: task.state };
+      if (task.restore_error) {
+        entry.reason = task.restore_error.reason;
+        entry.attempts = task.restore_error.attempts;
+      }
+      out.push(entry);
+    }
+    return out.sort((a, b) => a.partition - b.partition);
+  }
+
   get assigned(): number[] {
     return [...this.#tasks.keys()].sort((a, b) => a - b);
   }
@@ -146,6 +189,8 @@ export class StreamProcessor {
     });
     this.#age_timer = setInterval(() => this.#reportCheckpointAge(Date.now()), 1000);
     this.#age_timer.unref();
+    this.#flush_timer = setInterval(() => this.#flushDeferredOffsets(Date.now()), deferred_offset_flush_ms);
+    this.#flush_timer.unref();
     await this.#consumer.subscribe({ topic: this.#o.names.commands, fromBeginning: true });
     await this.#consumer.run({
       autoCommit: false,
@@ -160,7 +205,12 @@ export class StreamProcessor {
   async stop(): Promise<void> {
     this.#stopping = true;
     if (this.#age_timer) clearInterval(this.#age_timer);
-    // Waits for running batches to finish their transaction: nothing acknowledged is left half-done.
+    if (this.#flush_timer) clearInterval(this.#flush_timer);
+    // Waits for running batches to finish their transaction: nothing acknowledged is left half-done. Then
+    // the offsets of read-only chunks are committed, so a restart does not apply those reads again.
+    await this.#consumer.stop();
+    const tasks = [...this.#tasks.values()];
+    await Promise.all(tasks.map((task) => this.#commitDeferred(task)));
     await this.#consumer.disconnect();
     await Promise.all([...this.#tasks.values()].map((task) => this.#closeTask(task, true)));
     await this.#admin.disconnect();
@@ -196,6 +246,10 @@ export class StreamProcessor {
       last_checkpoint_ms: Date.now(),
       checkpoint_in_flight: false,
       changed_since_checkpoint: false,
+      offset_deferred: null,
+      offset_deferred_since_ms: 0,
+      turn: Promise.resolve(),
+      restore_error: null,
     };
     this.#tasks.set(partition, task);
     return task;
@@ -217,7 +271,7 @@ export class StreamProcessor {
    */
   async #restoreRetrying(tasks: Task[]): Promise<void> {
     try {
-      for (let attempt = 1; ; attempt++) {
+      for (let attempt = 1; attempt <= restore_attempts_max; attempt++) {
         if (this.#stopping) return;
         try {
           // Ownership is asked of the coordinator before each attempt: a restore that outlived its assignment
@@ -227,72 +281,116 @@ export class StreamProcessor {
           if (pending.length === 0) return;
           return await this.#restoreNow(pending);
         } catch (err) {
-          if (!isTransient(err)) throw err;
+          const permanent = !isTransient(err);
+          this.#restoreFailed(tasks, err, attempt, permanent);
+          // The changelog itself does not fold (a checkpoint was already ruled out): retrying cannot help,
+          // and restarting would loop the same way. The partition stays out of service, named on /readyz.
+          if (permanent) return;
           const backoff_ms = Math.min(500 * 2 ** attempt, restore_backoff_ms_max);
-          this.#o.metrics.restore_failures_total.inc();
-          this.#o.log.warn({ err: (err as Error).message, attempt, backoff_ms }, 'restore failed; retrying');
           await new Promise((resolve) => setTimeout(resolve, backoff_ms));
         }
       }
+      // Crash-only: a restart rejoins with fresh connections; the reason was logged and shown meanwhile.
+      this.#fatal(new Error(`restore failed ${restore_attempts_max} times`), 'restore');
     } finally {
       await this.#releaseRevoked(tasks); // also those revoked between two attempts
     }
   }
 
-  async #restoreNow(tasks: Task[], use_checkpoints = true): Promise<void> {
+  #restoreFailed(tasks: Task[], err: unknown, attempts: number, permanent: boolean): void {
+    const reason = `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
+    for (const task of tasks) {
+      if (task.state === 'RESTORING') task.restore_error = { reason, attempts, permanent };
+    }
+    this.#o.metrics.restore_failures_total.inc();
+    const partitions = tasks.map((t) => t.partition);
+    if (permanent) this.#o.log.error({ partitions, err: reason }, 'restore cannot finish; see docs/runbooks');
+    else this.#o.log.warn({ partitions, err: reason, attempt: attempts }, 'restore failed; retrying');
+  }
+
+  /**
+   * Loads each task's checkpoint and replays its changelog on top, then seeks its commands to the committed
+   * offset. A checkpoint that disagrees with the log (ahead of it, or an event that does not apply on it) is
+   * dropped and its partition replayed from the start: at most once per partition, so the loop is bounded.
+   */
+  async #restoreNow(tasks: Task[]): Promise<void> {
     const started = performance.now();
-    // The producer's initTransactions fences any zombie and settles its open transaction, so the
-    // changelog's last stable offset is final for this partition before we replay up to it.
+    // Initializing each transactional id fences any zombie, and the coordinator answers it only once the
+    // previous producer's open transaction is settled (markers written): the last stable offset read next is
+    // final for the partition. (kafkajs' connect() initializes only an idempotent id, which fences nothing.)
     await Promise.all(tasks.map((task) => this.#ensureProducer(task)));
-    const targets = new Map<number, { from: bigint }>();
-    const by_partition = new Map(tasks.map((task) => [task.partition, task]));
-    // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
-    const live = (partition: number) => by_partition.get(partition)?.state === 'RESTORING';
+    const without_checkpoint = new Set<number>();
     try {
-      for (const task of tasks) {
-        const checkpoint = use_checkpoints ? await this.#o.checkpoints.load(task.partition) : null;
-        if (!live(task.partition)) continue;
-        await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
-        targets.set(task.partition, { from: checkpoint?.offset ?? 0n });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.#replayInto(tasks, without_checkpoint, started);
+        } catch (err) {
+          const partition = disagreeingPartition(err);
+          if (partition === null || without_checkpoint.has(partition) || attempt >= tasks.length) throw err;
+          without_checkpoint.add(partition);
+          await this.#dropCheckpoint(partition, err);
+        }
       }
-      if (targets.size === 0) return;
-      const result = await replayPartitions({
-        kafka: this.#o.kafka,
-        topic: this.#o.names.events,
-        group_prefix: this.#o.app_id,
-        targets,
-        timeout_ms: this.#o.restore_timeout_ms,
-        log: this.#o.log,
-        onEvents: async (partition, values) => {
-          if (live(partition)) await this.#o.lanes.replay(partition, encodeOwned(values));
-        },
-      });
-      // Read after our fence (initTransactions above), like the changelog's end: state and position both
-      // reflect every transaction committed before it. Batches kafkajs fetched from an older position (its
-      // offset fetch at join time may predate a commit of the previous owner, or of a zombie) become stale
-      // with the seek and are dropped, so no command is applied on top of a state that already holds it.
-      const committed = await this.#committedOffsets(tasks.map((task) => task.partition));
-      for (const task of tasks) {
-        task.events_next_offset = result.end.get(task.partition) ?? 0n;
-        if (task.state !== 'RESTORING') continue;
-        const offset = committed.get(task.partition) ?? '0';
-        this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset });
-        transition(task, 'RUNNING');
-      }
-      this.#o.metrics.restore_events_replayed_total.inc(result.events_replayed);
-      this.#o.metrics.restore_duration_seconds.observe((performance.now() - started) / 1000);
-      this.#o.log.info(
-        { partitions: tasks.map((t) => t.partition), events_replayed: result.events_replayed },
-        'partitions restored',
-      );
-    } catch (err) {
-      if (!(err instanceof CheckpointAheadError) || !use_checkpoints) throw err;
-      // A checkpoint ahead of the changelog belongs to another incarnation of the topics: ignore it.
-      this.#o.log.warn({ err: err.message }, 'checkpoint ahead of changelog; replaying from the start');
-      await this.#restoreNow(tasks, false);
     } finally {
       await this.#releaseRevoked(tasks);
     }
+  }
+
+  async #replayInto(tasks: Task[], without_checkpoint: Set<number>, started: number): Promise<void> {
+    const targets = new Map<number, { from: bigint; to_min: bigint }>();
+    const by_partition = new Map(tasks.map((task) => [task.partition, task]));
+    // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
+    const live = (partition: number) => by_partition.get(partition)?.state === 'RESTORING';
+    for (const task of tasks) {
+      const use = !without_checkpoint.has(task.partition);
+      const checkpoint = use ? await this.#o.checkpoints.load(task.partition) : null;
+      if (!live(task.partition)) continue;
+      await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
+      // A rebuild never ends short of this task's own commits (events_next_offset after the last one).
+      targets.set(task.partition, { from: checkpoint?.offset ?? 0n, to_min: task.events_next_offset });
+    }
+    if (targets.size === 0) return;
+    const result = await replayPartitions({
+      kafka: this.#o.kafka,
+      topic: this.#o.names.events,
+      group_prefix: this.#o.app_id,
+      targets,
+      timeout_ms: this.#o.restore_timeout_ms,
+      log: this.#o.log,
+      onEvents: async (partition, values) => {
+        if (live(partition)) await this.#o.lanes.replay(partition, encodeOwned(values));
+      },
+    });
+    // Read after our fence, like the changelog's end: state and position both reflect every transaction
+    // committed before it. Batches kafkajs fetched from an older position (its offset fetch at join time may
+    // predate a commit of the previous owner, or of a zombie) become stale with the seek and are dropped, so
+    // no command is applied on top of a state that already holds it.
+    const committed = await this.#committedOffsets(tasks.map((task) => task.partition));
+    for (const task of tasks) {
+      if (task.state !== 'RESTORING') continue;
+      task.events_next_offset = result.end.get(task.partition) ?? 0n;
+      const offset = committed.get(task.partition) ?? '0';
+      this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset });
+      task.restore_error = null;
+      transition(task, 'RUNNING');
+    }
+    this.#o.metrics.restore_events_replayed_total.inc(result.events_replayed);
+    this.#o.metrics.restore_duration_seconds.observe((performance.now() - started) / 1000);
+    this.#o.log.info(
+      { partitions: tasks.map((t) => t.partition), events_replayed: result.events_replayed },
+      'partitions restored',
+    );
+  }
+
+  /** Deletes a checkpoint the log contradicts, so a new (full) one can be written. */
+  async #dropCheckpoint(partition: number, err: unknown): Promise<void> {
+    const reason = err instanceof CheckpointAheadError ? 'ahead_of_changelog' : 'does_not_fold';
+    this.#o.metrics.checkpoints_dropped_total.inc({ reason });
+    this.#o.log.error(
+      { partition, reason, err: (err as Error).message },
+      'checkpoint disagrees with the changelog: dropped, replaying the partition from the start',
+    );
+    await this.#o.checkpoints.drop(partition);
   }
 
   /**
@@ -324,6 +422,12 @@ export class StreamProcessor {
       retry: { retries: 10, initialRetryTime: 20, maxRetryTime: 1000 },
     });
     await producer.connect();
+    if (eos) {
+      // kafkajs initializes the transactional id at the first transaction(); an empty one sends nothing else
+      // (abort of a transaction without partitions or offsets is local).
+      const txn = await producer.transaction();
+      await txn.abort();
+    }
     task.producer = producer;
     return producer;
   }
@@ -334,7 +438,10 @@ export class StreamProcessor {
     if (!task) return; // revoked between fetch and processing; the new owner takes it from the commit
     await task.restored;
     // A rebuild the broker's absence interrupted: retried here, at each delivery of the partition's batch.
-    if (task.state === 'FAILED') return this.#rebuild(task);
+    if (task.state === 'FAILED') {
+      if (task.restore_error?.permanent) return; // named on /readyz; retrying would fail the same way
+      return this.#rebuild(task);
+    }
     if (task.state !== 'RUNNING') return;
     const messages = batch.messages;
     for (let start = 0; start < messages.length; start += this.#o.batch_size_max) {
@@ -372,12 +479,32 @@ export class StreamProcessor {
   }
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
-  async #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+  #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+    return this.#inTurn(task, () => this.#applyAndCommit(task, chunk));
+  }
+
+  /** Runs `fn` after the task's previous turn (a chunk or a deferred-offset commit) has ended. */
+  async #inTurn<T>(task: Task, fn: () => Promise<T>): Promise<T> {
+    const previous = task.turn;
+    let release = () => {};
+    task.turn = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  async #applyAndCommit(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+    if (task.state !== 'RUNNING') return false; // failed or closed while this chunk waited for its turn
     const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
     // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
     // retrying it would fail the same way. Stop the node loudly instead of looping.
     let output: BatchOutput;
-    let records: { topic: string; messages: Message[] }[];
+    let records: TopicMessages[];
     const local: ReplyRecord[] = [];
     try {
       output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
@@ -394,6 +521,16 @@ export class StreamProcessor {
       );
     }
     this.#o.metrics.batch_size_commands.observe(chunk.length);
+    if (records.length === 0 && this.#o.guarantee !== 'at_least_once') {
+      // Read-only (no events, follow-ups or replies for other nodes): every earlier chunk of the partition
+      // has committed, so answering now is linearizable and needs no transaction. Re-applying it after a
+      // crash changes no state, so its offset can wait for the next transaction.
+      if (task.offset_deferred === null) task.offset_deferred_since_ms = Date.now();
+      task.offset_deferred = next_offset;
+      this.#o.metrics.offsets_deferred_total.inc();
+      if (local.length > 0) this.#o.local_replies?.deliver(local);
+      return true;
+    }
     try {
       await this.#commit(task, records, output.events.length, next_offset);
     } catch (err) {
@@ -408,12 +545,7 @@ export class StreamProcessor {
     return true;
   }
 
-  async #commit(
-    task: Task,
-    topicMessages: { topic: string; messages: Message[] }[],
-    events_total: number,
-    next_offset: bigint,
-  ): Promise<void> {
+  async #commit(task: Task, records: TopicMessages[], events_total: number, next_offset: bigint) {
     const started = performance.now();
     // Only a restore creates (and so initializes, fencing others) a partition's producer, right before it
     // reads the changelog and the committed offset. A producer made here would fence the partition's owner
@@ -423,36 +555,44 @@ export class StreamProcessor {
     if (producer === null || task.state !== 'RUNNING') {
       throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
     }
-    const offset = {
-      topic: this.#o.names.commands,
-      partition: task.partition,
-      offset: next_offset.toString(),
-    };
+    const offset = { topic: this.#o.names.commands, partition: task.partition, offset: next_offset };
     let metadata: RecordMetadata[] = [];
     if (this.#o.guarantee === 'at_least_once') {
-      if (topicMessages.length > 0) metadata = await producer.sendBatch({ topicMessages, acks: -1 });
-      await this.#consumer.commitOffsets([offset]);
+      if (records.length > 0) metadata = await producer.sendBatch({ topicMessages: records, acks: -1 });
+      await this.#consumer.commitOffsets([{ ...offset, offset: offset.offset.toString() }]);
     } else {
-      const txn = await producer.transaction();
-      try {
-        if (topicMessages.length > 0) metadata = await txn.sendBatch({ topicMessages, acks: -1 });
-        await txn.sendOffsets({
-          consumerGroupId: this.#group_id,
-          topics: [
-            { topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] },
-          ],
-        });
-        await txn.commit();
-      } catch (err) {
-        await txn.abort().catch(() => {});
-        throw err;
-      }
+      const request = { group_id: this.#group_id, offset, records };
+      const policy = this.#o.retry_policy ?? default_retry_policy;
+      const retried = (error: string) => this.#o.metrics.transaction_retries_total.inc({ error });
+      metadata = await commitTransaction(producer, request, policy, retried);
     }
-    const events_meta = metadata.find((m) => m.topicName === this.#o.names.events);
-    if (events_meta?.baseOffset !== undefined && events_total > 0) {
-      task.events_next_offset = BigInt(events_meta.baseOffset) + BigInt(events_total);
-    }
+    // The offset committed covers every deferred read-only chunk before it.
+    if (task.offset_deferred !== null && task.offset_deferred <= next_offset) task.offset_deferred = null;
+    const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);
+    if (events_end !== null) task.events_next_offset = events_end;
     this.#o.metrics.transaction_commit_duration_seconds.observe((performance.now() - started) / 1000);
+  }
+
+  /** Offsets-only transactions for read-only chunks that found no transaction to ride in. */
+  #flushDeferredOffsets(now_ms: number): void {
+    for (const task of this.#tasks.values()) {
+      if (task.offset_deferred === null || now_ms - task.offset_deferred_since_ms < deferred_offset_flush_ms)
+        continue;
+      void this.#commitDeferred(task);
+    }
+  }
+
+  /** Commits the task's deferred offset, if one still waits; a failure rebuilds like any other. */
+  #commitDeferred(task: Task): Promise<void> {
+    return this.#inTurn(task, async () => {
+      const offset = task.offset_deferred;
+      if (offset === null || task.state !== 'RUNNING') return;
+      try {
+        await this.#commit(task, [], 0, offset);
+      } catch (err) {
+        if (!(err instanceof TaskNotRunningError)) await this.#recover(task, err);
+      }
+    });
   }
 
   /** The batch's records by topic; replies for this node's own gateway go to `local` instead. */
@@ -513,6 +653,7 @@ export class StreamProcessor {
     );
     if (task.state === 'CLOSED') return; // revoked meanwhile: the new owner starts from the last commit
     transition(task, 'FAILED');
+    task.offset_deferred = null; // the rebuild seeks to the committed offset: those reads are applied again
     const old = task.producer;
     task.producer = null;
     await old?.disconnect().catch(() => {});
@@ -540,6 +681,9 @@ export class StreamProcessor {
     } catch (err) {
       task.restored = Promise.resolve();
       if (task.state === 'RESTORING' || task.state === 'RUNNING') transition(task, 'FAILED');
+      const attempts = (task.restore_error?.attempts ?? 0) + 1;
+      const reason = `${(err as Error)?.name}: ${(err as Error)?.message}`;
+      task.restore_error = { reason, attempts, permanent: !isTransient(err) };
       this.#o.log.warn(
         { partition: task.partition, err: (err as Error).message },
         'partition rebuild failed; retried with its next batch',
@@ -668,6 +812,16 @@ export class StreamProcessor {
 }
 
 const restore_backoff_ms_max = 5_000;
+/** Restore attempts on transient failures (≈ 10 min at the capped backoff) before the node restarts. */
+const restore_attempts_max = 120;
+/** A read-only chunk's offset waits at most this long for a transaction to ride in. */
+const deferred_offset_flush_ms = 100;
+
+/** The partition whose checkpoint the changelog contradicts, or null for any other failure. */
+function disagreeingPartition(err: unknown): number | null {
+  if (err instanceof ReplayDisagreementError || err instanceof CheckpointAheadError) return err.partition;
+  return null;
+}
 
 /** A commit attempted for a task closed while its chunk was on the lane: nothing is sent or rebuilt. */
 class TaskNotRunningError extends Error {

@@ -5,6 +5,12 @@ import type { Logger } from '../log.js';
 export interface ReplayTarget {
   /** First events offset to replay (the checkpoint's offset, or 0). */
   from: bigint;
+  /**
+   * The replay ends no earlier than this: the events end after the last transaction this node committed
+   * for the partition. Right after an EndTxn its markers may not be written yet, so the last stable offset
+   * can still be short of it; the read_committed consumer then waits for it (within the timeout).
+   */
+  to_min?: bigint;
 }
 
 export interface ReplayResult {
@@ -19,11 +25,17 @@ export class RestoreTimeoutError extends Error {
 
 export class CheckpointAheadError extends Error {
   override name = 'CheckpointAheadError';
+  constructor(
+    readonly partition: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /**
  * Replays the changelog (events topic, read_committed) of the given partitions from their offsets up to the
- * last stable offset seen at start. kafkajs has no manual assign, so a throwaway consumer group subscribes,
+ * last stable offset seen at start, or further where a target's `to_min` says so. kafkajs has no manual assign, so a throwaway consumer group subscribes,
  * pauses what it does not need and seeks the rest. Control records (transaction markers) never reach
  * eachBatch, so progress is tracked through END_BATCH_PROCESS, which also fires for control-only batches.
  */
@@ -46,10 +58,12 @@ export async function replayPartitions(opts: {
       all_partitions.push(partition);
       const target = targets.get(partition);
       if (!target) continue;
-      end.set(partition, BigInt(high));
-      if (target.from > BigInt(high)) {
+      const stop = BigInt(high) > (target.to_min ?? 0n) ? BigInt(high) : (target.to_min ?? 0n);
+      end.set(partition, stop);
+      if (target.from > stop) {
         throw new CheckpointAheadError(
-          `partition ${partition}: checkpoint offset ${target.from} > end ${high}`,
+          partition,
+          `partition ${partition}: checkpoint offset ${target.from} > end ${stop}`,
         );
       }
       if (target.from < BigInt(low))

@@ -1,0 +1,162 @@
+import type { Message, RecordMetadata } from 'kafkajs';
+import { kafkaErrorType } from './kafka-errors.js';
+
+/**
+ * One Kafka transaction of a task: its consumed offset, then its records, then EndTxn. The subset of a
+ * kafkajs transaction it needs is named here, so the engine's tests can script every step's failure.
+ */
+export interface TransactionSteps {
+  sendOffsets(offsets: {
+    consumerGroupId: string;
+    topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+  }): Promise<void>;
+  sendBatch(batch: { topicMessages: TopicMessages[]; acks: -1 }): Promise<RecordMetadata[]>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+export interface TransactionalProducer {
+  transaction(): Promise<TransactionSteps>;
+}
+export interface TopicMessages {
+  topic: string;
+  messages: Message[];
+}
+
+/**
+ * Answers of a transaction coordinator that mean "not now", not "failed": CONCURRENT_TRANSACTIONS while the
+ * previous transaction's markers are still being written (normal right after an EndTxn), and a coordinator
+ * that is loading or has moved. The Java client's TransactionManager retries them; so do we.
+ */
+const coordinator_busy_types = new Set([
+  'CONCURRENT_TRANSACTIONS',
+  'COORDINATOR_LOAD_IN_PROGRESS',
+  'NOT_COORDINATOR',
+  'COORDINATOR_NOT_AVAILABLE',
+]);
+
+export function coordinatorBusyType(err: unknown): string | null {
+  const type = kafkaErrorType(err);
+  return type !== null && coordinator_busy_types.has(type) ? type : null;
+}
+
+export interface RetryPolicy {
+  /** Attempts of one step, the first included. */
+  attempts_max: number;
+  backoff_ms_first: number;
+  backoff_ms_max: number;
+}
+
+/**
+ * 20 ms first, as the Java client does for CONCURRENT_TRANSACTIONS, doubling to 320 ms: the 12 attempts
+ * wait at most 20 + 40 + 80 + 160 + 8 × 320 ≈ 2.9 s, far below the 30 s transaction timeout.
+ */
+export const default_retry_policy: RetryPolicy = {
+  attempts_max: 12,
+  backoff_ms_first: 20,
+  backoff_ms_max: 320,
+};
+
+export type StepName = 'offsets' | 'produce' | 'end_txn';
+
+export class StepFailedError extends Error {
+  override name = 'StepFailedError';
+  constructor(
+    readonly step: StepName,
+    override readonly cause: unknown,
+  ) {
+    super(`transaction step ${step} failed: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
+/** Runs `fn`, retrying coordinator-busy answers with a capped backoff; any other error is thrown at once. */
+export async function retryBusy<T>(
+  fn: () => Promise<T>,
+  policy: RetryPolicy,
+  onRetry: (type: string) => void,
+  sleep: (ms: number) => Promise<void> = defaultSleep,
+): Promise<T> {
+  let backoff_ms = policy.backoff_ms_first;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const type = coordinatorBusyType(err);
+      if (type === null || attempt >= policy.attempts_max) throw err;
+      onRetry(type);
+      await sleep(backoff_ms);
+      backoff_ms = Math.min(backoff_ms * 2, policy.backoff_ms_max);
+    }
+  }
+}
+
+function defaultSleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export interface CommitRequest {
+  group_id: string;
+  /** The consumed position that this transaction commits: the next command offset of the partition. */
+  offset: { topic: string; partition: number; offset: bigint };
+  records: TopicMessages[];
+}
+
+/**
+ * Offsets first: AddOffsetsToTxn is then the transaction's first request, the one the coordinator answers
+ * CONCURRENT_TRANSACTIONS to while the previous transaction completes, and it is retried here (kafkajs sends
+ * it outside its retrier: kafkajs #430, #1068, #1315). Retrying it is safe: adding the group's offsets
+ * partition twice, or committing the same offset twice, inside one transaction changes nothing. Once it is
+ * in, the transaction is ongoing on the coordinator, so the records' AddPartitionsToTxn is not refused as
+ * concurrent; kafkajs retries its produce path itself (the producer's retry config). EndTxn is sent once: a
+ * failure there is ambiguous, and kafkajs' state machine cannot resend it, so the caller rebuilds.
+ */
+export async function commitTransaction(
+  producer: TransactionalProducer,
+  request: CommitRequest,
+  policy: RetryPolicy,
+  onRetry: (type: string) => void,
+  sleep?: (ms: number) => Promise<void>,
+): Promise<RecordMetadata[]> {
+  const txn = await producer.transaction();
+  let step: StepName = 'offsets';
+  try {
+    const { offset } = request;
+    const offsets = {
+      consumerGroupId: request.group_id,
+      topics: [
+        {
+          topic: offset.topic,
+          partitions: [{ partition: offset.partition, offset: offset.offset.toString() }],
+        },
+      ],
+    };
+    await retryBusy(() => txn.sendOffsets(offsets), policy, onRetry, sleep);
+    step = 'produce';
+    let metadata: RecordMetadata[] = [];
+    if (request.records.length > 0) {
+      metadata = await txn.sendBatch({ topicMessages: request.records, acks: -1 });
+    }
+    step = 'end_txn';
+    await txn.commit();
+    return metadata;
+  } catch (err) {
+    // After a failed EndTxn kafkajs refuses abort (the transaction is no longer active); the rebuild's
+    // fence aborts whatever the coordinator still holds.
+    if (step !== 'end_txn') await txn.abort().catch(() => {});
+    throw new StepFailedError(step, err);
+  }
+}
+
+/**
+ * The events offset a commit leaves the partition's changelog at: its last event's offset + 1, which is the
+ * commit marker's offset. The last stable offset passes it only once that marker is written.
+ */
+export function eventsEndAfter(metadata: RecordMetadata[], events_topic: string, events_total: number) {
+  if (events_total === 0) return null;
+  const meta = metadata.find((m) => m.topicName === events_topic);
+  if (meta?.baseOffset === undefined) {
+    throw new Error(
+      `transaction invariant: ${events_total} events committed without an ${events_topic} offset`,
+    );
+  }
+  return BigInt(meta.baseOffset) + BigInt(events_total);
+}
