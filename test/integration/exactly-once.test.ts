@@ -150,7 +150,7 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
   it('rebalances between two nodes under load without loss or double processing', async () => {
     const topic_prefix = uniqueName('it_rebal');
     prefixes.push(topic_prefix);
-    // A lane queue bound of 1 makes the consumer pause and resume partitions under this load.
+    // A lane queue bound of 1 lets the consumer pause and resume partitions under this load.
     const env_a = { ...envFor(topic_prefix, 'node-a', await freePort()), LANE_BATCHES_IN_FLIGHT_MAX: '1' };
     const env_b = envFor(topic_prefix, 'node-b', await freePort());
     const a = await startNode(env_a);
@@ -198,7 +198,9 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
     );
     assert.deepEqual(verdict.violations, []);
     const metrics = await (await fetch(`${a.base}/metrics`)).text();
-    assert.match(metrics, /lane_pauses_total [1-9]/, 'saturated lanes paused their partitions');
+    // Lane pauses (LANE_BATCHES_IN_FLIGHT_MAX 1 above) happen here only when batches of several partitions
+    // reach the lane at once, which depends on timing since reads stopped taking transactions; the
+    // deterministic cover is test/streams/processor-faults.test.ts ('pauses partitions …').
     // Requests to node-a whose partition node-b owned were answered through node-a's reply topic; the
     // rest straight from node-a's own commits.
     assert.match(metrics, /gateway_replies_delivered_total\{path="local"\} [1-9]/, 'local replies');

@@ -20,7 +20,9 @@ export interface LedgerFold {
   /** payment id → number of creation-outcome events (payment_created | payment_declined). */
   payment_outcomes: Map<string, number>;
   /** payment id → { authorized, captured, refunded } */
-  payments: Map<string, { authorized: number; captured: number; refunded: number }>;
+  payments: Map<string, { authorized: number; captured: number; refunded: number; refund_pending: number }>;
+  /** refund id → its amount and how many outcomes (refund_succeeded | refund_failed) it has. */
+  refunds: Map<string, { payment_id: string; amount: number; outcomes: number }>;
   events_total: number;
   duplicate_event_ids: string[];
 }
@@ -30,6 +32,7 @@ interface RawEvent {
   event_id: string;
   account_id: string;
   payment_id?: string;
+  refund_id?: string;
   amount?: number;
   amount_captured?: number;
   amount_released?: number;
@@ -82,6 +85,7 @@ export function foldEvents(events: RawEvent[]): LedgerFold {
     world_posted: 0,
     payment_outcomes: new Map(),
     payments: new Map(),
+    refunds: new Map(),
     events_total: events.length,
     duplicate_event_ids: [],
   };
@@ -106,7 +110,7 @@ function balanceOf(fold: LedgerFold, account_id: string): Balance {
 function paymentOf(fold: LedgerFold, id: string) {
   let payment = fold.payments.get(id);
   if (!payment) {
-    payment = { authorized: 0, captured: 0, refunded: 0 };
+    payment = { authorized: 0, captured: 0, refunded: 0, refund_pending: 0 };
     fold.payments.set(id, payment);
   }
   return payment;
@@ -154,11 +158,28 @@ function applyEvent(fold: LedgerFold, e: RawEvent): void {
     case 'transfer_debited':
       balanceOf(fold, e.account_id).posted -= amount;
       break;
+    case 'refund_created':
+      // A pending refund counts against what may still be refunded (DESIGN: never above captured minus
+      // refunded minus pending refunds), so it is folded too, not only its settlement.
+      paymentOf(fold, e.payment_id!).refund_pending += amount;
+      fold.refunds.set(e.refund_id!, { payment_id: e.payment_id!, amount, outcomes: 0 });
+      break;
     case 'refund_succeeded':
       balanceOf(fold, e.account_id).posted += amount;
       paymentOf(fold, e.payment_id!).refunded += amount;
+      settleRefund(fold, e);
+      break;
+    case 'refund_failed':
+      settleRefund(fold, e);
       break;
   }
+}
+
+function settleRefund(fold: LedgerFold, e: RawEvent): void {
+  paymentOf(fold, e.payment_id!).refund_pending -= e.amount ?? 0;
+  const refund = fold.refunds.get(e.refund_id!);
+  if (refund) refund.outcomes++;
+  else fold.refunds.set(e.refund_id!, { payment_id: e.payment_id!, amount: e.amount ?? 0, outcomes: -1 });
 }
 
 export interface Verdict {
@@ -170,6 +191,8 @@ export interface Verdict {
   sum_of_balances: number;
   over_captured: number;
   over_refunded: number;
+  /** refund_created without exactly one refund_succeeded or refund_failed (at quiescence: none may be). */
+  unsettled_refunds: number;
   duplicate_event_ids: number;
   violations: string[];
 }
@@ -214,8 +237,15 @@ export function judge(
   );
   const over_refunded = count(
     payments
-      .filter(([, p]) => p.refunded > p.captured)
-      .map(([id, p]) => `${id} refunded ${p.refunded} > ${p.captured}`),
+      .filter(([, p]) => p.refunded + p.refund_pending > p.captured)
+      .map(([id, p]) => `${id} refunded ${p.refunded} + pending ${p.refund_pending} > ${p.captured}`),
+  );
+  const unsettled_refunds = count(
+    [...fold.refunds]
+      .filter(([, r]) => r.outcomes !== 1)
+      .map(([id, r]) =>
+        r.outcomes < 0 ? `${id}: settled without refund_created` : `${id}: ${r.outcomes} outcomes, not 1`,
+      ),
   );
   if (fold.duplicate_event_ids.length > 0)
     violations.push(`${fold.duplicate_event_ids.length} duplicate event ids`);
@@ -228,6 +258,7 @@ export function judge(
     sum_of_balances: sum,
     over_captured,
     over_refunded,
+    unsettled_refunds,
     duplicate_event_ids: fold.duplicate_event_ids.length,
     violations: violations.slice(0, 50),
   };

@@ -1,0 +1,378 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import type { Kafka } from 'kafkajs';
+import { stateFromParts } from '../../src/actors/checkpoint-delta.js';
+import { Lanes } from '../../src/actors/lanes.js';
+import {
+  type Command,
+  canonicalState,
+  createPartitionState,
+  type DomainEvent,
+  evolve,
+  paymentIdFor,
+  type Reply,
+  shard,
+} from '../../src/domain/index.js';
+import { createLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics.js';
+import { Checkpoints } from '../../src/streams/checkpoints.js';
+import { StreamProcessor } from '../../src/streams/processor.js';
+import { partitionOf } from '../../src/streams/route.js';
+import { topicNames } from '../../src/streams/topics.js';
+import { decode, encode } from '../../src/streams/wire.js';
+import { redis_url } from '../integration/helpers.js';
+import { metricValue } from '../support/metrics.js';
+import { type Fault, ScriptedCluster, type Step } from '../support/scripted-kafka.js';
+
+/**
+ * The stream processor against a scripted Kafka (test/support/scripted-kafka.ts), one partition, with the
+ * walker workload of issue 12 sent one command at a time: every reply is checked against a model, and after
+ * every injected failure (CONCURRENT_TRANSACTIONS, a loading or moved coordinator, fencing, timeouts, an
+ * EndTxn that fails before or after committing) the final state must be exactly the fold of the committed
+ * changelog, every command applied once. The stand-in answers EndTxn before writing its markers (30 ms
+ * later), the window in which the old rebuild replayed short of the partition's last commit.
+ */
+const names = topicNames('sk');
+const local_topic = 'sk.replies.scripted';
+const T0_MS = Date.UTC(2026, 11, 2, 12, 0, 0);
+
+class Harness {
+  readonly cluster = new ScriptedCluster();
+  readonly metrics = createMetrics();
+  readonly redis = new Redis(redis_url);
+  readonly key_prefix = `test:scripted:${randomUUID()}:`;
+  readonly lanes: Lanes;
+  readonly waiting = new Map<string, (reply: Reply) => void>();
+  processor: StreamProcessor;
+  /** Sends that got no reply and were repeated (ambiguous commits). */
+  unanswered = 0;
+  #sequence = 0;
+
+  constructor(
+    readonly partitions_total = 1,
+    readonly lane_batches_in_flight_max = 64,
+    readonly batch_size_max = 100,
+  ) {
+    this.cluster.createTopic(names.commands, partitions_total);
+    this.cluster.createTopic(names.events, partitions_total);
+    this.lanes = new Lanes({ lanes: 1, partitions_total, lane_queue_max: 64 });
+    this.processor = this.#newProcessor();
+  }
+
+  #newProcessor(): StreamProcessor {
+    const log = createLogger('silent', 'scripted');
+    return new StreamProcessor({
+      kafka: this.cluster.kafka() as unknown as Kafka,
+      lanes: this.lanes,
+      checkpoints: new Checkpoints({
+        redis: this.redis,
+        log,
+        metrics: this.metrics,
+        key_prefix: this.key_prefix,
+        log_interval_ms: 60_000,
+      }),
+      names,
+      app_id: 'sk',
+      partitions_total: this.partitions_total,
+      lane_batches_in_flight_max: this.lane_batches_in_flight_max,
+      batch_size_max: this.batch_size_max,
+      checkpoint_interval_ms: 10,
+      checkpoint_dirty_max: 1_000,
+      session_timeout_ms: 10_000,
+      restore_timeout_ms: 5_000,
+      log,
+      metrics: this.metrics,
+      retry_policy: { attempts_max: 8, backoff_ms_first: 5, backoff_ms_max: 40 },
+      local_replies: {
+        topic: local_topic,
+        deliver: (replies) => {
+          for (const r of replies) this.waiting.get(r.request_id)?.(r.reply);
+        },
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.processor.start();
+    await until(() => this.processor.ready, 10_000, 'processor ready');
+  }
+
+  /**
+   * Sends one command as the gateway would (a plain record with reply_to) and waits for its reply. Without
+   * one within a second (an EndTxn that committed but failed on the client: the processor cannot know, so
+   * it answers nothing; the gateway would answer 202), it is sent again with the same command id, as a
+   * client retries with its Idempotency-Key: the domain answers a repeat with the stored reply.
+   */
+  async send(body: Record<string, unknown>): Promise<Reply> {
+    const command = {
+      command_id: `c${++this.#sequence}`,
+      time_ms: T0_MS + this.#sequence,
+      ...body,
+    } as Command;
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const request_id = `${command.command_id}-${attempt}`;
+      const reply = new Promise<Reply | null>((resolve) => {
+        const timer = setTimeout(() => resolve(null), 1_000);
+        this.waiting.set(request_id, (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
+      });
+      const envelope = { command, reply_to: local_topic, request_id, traceparent: null };
+      const partition = partitionOf(command, this.partitions_total);
+      assert.ok(partition !== null);
+      this.cluster.append(names.commands, partition, encode(envelope));
+      const answered = await reply;
+      this.waiting.delete(request_id);
+      if (answered) return answered;
+      this.unanswered++;
+    }
+    throw new Error(`no reply to ${command.type} ${command.command_id} after 5 attempts`);
+  }
+
+  /** The committed changelog folded by the domain on a fresh state: what any rebuild must arrive at. */
+  foldOfLog(): ReturnType<typeof canonicalState> {
+    const state = createPartitionState(0);
+    for (const value of this.cluster.committedValues(names.events, 0))
+      evolve(state, decode<DomainEvent>(value));
+    return canonicalState(state);
+  }
+
+  /**
+   * The lane's state as its checkpoint stored it in Redis, once that checkpoint covers the whole changelog:
+   * what the processor holds and what a restore would load.
+   */
+  async checkpointedState(): Promise<ReturnType<typeof canonicalState>> {
+    const checkpoints = new Checkpoints({
+      redis: this.redis,
+      log: createLogger('silent', 'scripted'),
+      metrics: createMetrics(),
+      key_prefix: this.key_prefix,
+      log_interval_ms: 60_000,
+    });
+    // One more committed change makes the next checkpoint due; the marker closes the log.
+    assert.ok(
+      (await this.send({ type: 'open_account', account_id: 'acct_last', currency: 'usd', kind: 'customer' }))
+        .ok,
+    );
+    const end = () => BigInt(this.cluster.log(names.events, 0).length - 1);
+    const deadline_ms = Date.now() + 10_000;
+    for (;;) {
+      const stored = await checkpoints.load(0);
+      if (stored && stored.offset === end()) return canonicalState(stateFromParts(stored.parts));
+      if (Date.now() > deadline_ms) throw new Error(`checkpoint at ${stored?.offset}, log end ${end()}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.processor.stop();
+    await this.lanes.close();
+    const keys = await this.redis.keys(`${this.key_prefix}*`);
+    if (keys.length > 0) await this.redis.del(...keys);
+    await this.redis.quit();
+  }
+}
+
+async function until(check: () => boolean, timeout_ms: number, what: string): Promise<void> {
+  const deadline_ms = Date.now() + timeout_ms;
+  while (!check()) {
+    if (Date.now() > deadline_ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Accounts whose shard lands on partition 0 of 1: every id does. */
+const customer = 'acct_c';
+const merchant = 'acct_m';
+
+/**
+ * One round of the walker workload through the processor: authorize → read → capture → read → refund 1000
+ * → read → refund 2500 (refused) → read → refund 2000 → read → refund 1 (refused) → read. Returns the
+ * divergences from the model.
+ */
+async function walk(h: Harness, rounds: number): Promise<string[]> {
+  const divergences: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const id = paymentIdFor(shard(customer), `round${round}`);
+    const model = { received: 0, capturable: 5000, refunded_or_pending: 0 };
+    const read = async (after: string) => {
+      const r = await h.send({ type: 'get_payment', payment_id: id });
+      const b = r.ok ? r.body : {};
+      const seen = Number(b.amount_refunded) + Number(b.amount_refund_pending);
+      if (
+        !r.ok ||
+        b.amount_received !== model.received ||
+        b.amount_capturable !== model.capturable ||
+        seen !== model.refunded_or_pending
+      ) {
+        divergences.push(
+          `round ${round} read after ${after}: ${JSON.stringify(r)} model ${JSON.stringify(model)}`,
+        );
+      }
+    };
+    const created = await h.send({
+      type: 'create_payment',
+      payment_id: id,
+      source: customer,
+      destination: merchant,
+      amount: 5000,
+      currency: 'usd',
+      capture: false,
+    });
+    if (!created.ok || created.status !== 201)
+      divergences.push(`round ${round} authorize: ${JSON.stringify(created)}`);
+    await read('authorize');
+    const captured = await h.send({ type: 'capture_payment', payment_id: id, amount: 3000 });
+    if (!captured.ok) divergences.push(`round ${round} capture: ${JSON.stringify(captured)}`);
+    model.received = 3000;
+    model.capturable = 0;
+    await read('capture');
+    for (const [amount, accept] of [
+      [1000, true],
+      [2500, false],
+      [2000, true],
+      [1, false],
+    ] as const) {
+      const refund = await h.send({ type: 'create_refund', payment_id: id, amount });
+      if (refund.ok !== accept)
+        divergences.push(`round ${round} refund ${amount}: ${JSON.stringify(refund)}`);
+      if (accept) model.refunded_or_pending += amount;
+      await read(`refund ${amount}`);
+    }
+  }
+  return divergences;
+}
+
+async function scenario(faults: { step: Step; nth: number; fault: Fault }[], rounds = 3) {
+  const h = new Harness();
+  h.cluster.faults.push(...faults);
+  try {
+    await h.start();
+    for (const [id, kind] of [
+      [customer, 'customer'],
+      [merchant, 'merchant'],
+    ] as const) {
+      const opened = await h.send({ type: 'open_account', account_id: id, currency: 'usd', kind });
+      assert.ok(opened.ok, JSON.stringify(opened));
+    }
+    assert.ok(
+      (await h.send({ type: 'deposit', account_id: customer, amount: 1_000_000, currency: 'usd' })).ok,
+    );
+    const divergences = await walk(h, rounds);
+    // Let the refund legs settle (they are follow-ups on the same partition), then compare.
+    await until(
+      () => h.cluster.lso(names.commands, 0) === h.cluster.log(names.commands, 0).length,
+      10_000,
+      'legs',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const account = await h.send({ type: 'get_account', account_id: customer });
+    const metrics = await h.metrics.registry.metrics();
+    return { h, divergences, account, metrics, fired: [...h.cluster.fired], unfired: [...h.cluster.faults] };
+  } catch (err) {
+    await h.close().catch(() => {});
+    throw err;
+  }
+}
+
+describe('stream processor against a scripted Kafka that injects every error class', {
+  timeout: 180_000,
+}, () => {
+  const harnesses: Harness[] = [];
+  after(async () => {
+    for (const h of harnesses) await h.close().catch(() => {});
+  });
+
+  it('retries coordinator-busy answers without failing a transaction; reads take none', async () => {
+    const faults = [3, 4, 9, 15, 16, 17, 22].map((nth, i) => ({
+      step: 'offsets' as const,
+      nth,
+      fault: (['busy', 'coordinator_loading', 'not_coordinator'] as const)[i % 3]!,
+    }));
+    const r = await scenario(faults);
+    harnesses.push(r.h);
+    assert.deepEqual(r.divergences, []);
+    assert.deepEqual(r.unfired, [], 'every scripted fault was met');
+    assert.equal(metricValue(r.metrics, 'transactions_aborted_total'), 0);
+    assert.ok(metricValue(r.metrics, 'transaction_retries_total') >= faults.length);
+    assert.ok(metricValue(r.metrics, 'offsets_deferred_total') > 0, 'reads deferred their offsets');
+    assert.deepEqual(await r.h.checkpointedState(), r.h.foldOfLog());
+  });
+
+  it('pauses partitions whose lane is saturated and resumes them: every command applied once', async () => {
+    // Chunks of 5: a partition's second chunk finds the other partitions' first ones queued on the lane.
+    const h = new Harness(4, 1, 5);
+    harnesses.push(h);
+    await h.start();
+    // One account on each partition.
+    const accounts: string[] = [];
+    for (let i = 0; accounts.length < 4; i++) {
+      const id = `acct_p${i}`;
+      if (!accounts.some((a) => shard(a) % 4 === shard(id) % 4)) accounts.push(id);
+    }
+    for (const id of accounts) {
+      assert.ok(
+        (await h.send({ type: 'open_account', account_id: id, currency: 'usd', kind: 'customer' })).ok,
+      );
+    }
+    // Four partitions' deposits at once on one lane with room for one queued batch: the consumer must
+    // pause some partitions and resume them once the lane drains.
+    const replies = await Promise.all(
+      accounts.flatMap((account_id) =>
+        Array.from({ length: 25 }, (_, i) =>
+          h.send({ type: 'deposit', account_id, amount: i + 1, currency: 'usd' }),
+        ),
+      ),
+    );
+    assert.ok(replies.every((r) => r.ok));
+    const metrics = await h.metrics.registry.metrics();
+    assert.ok(metricValue(metrics, 'lane_pauses_total') > 0, 'saturated lanes paused their partitions');
+    for (const account_id of accounts) {
+      const account = await h.send({ type: 'get_account', account_id });
+      assert.ok(account.ok);
+      assert.equal(account.body.posted, (25 * 26) / 2, account_id);
+    }
+  });
+
+  for (const [name, faults] of [
+    ['a fenced AddOffsetsToTxn', [{ step: 'offsets', nth: 6, fault: 'fenced' }]],
+    ['a produce that times out', [{ step: 'produce', nth: 5, fault: 'timeout' }]],
+    ['a fenced produce', [{ step: 'produce', nth: 8, fault: 'fenced' }]],
+    ['an EndTxn that times out before committing', [{ step: 'end_txn', nth: 6, fault: 'timeout' }]],
+    [
+      'an EndTxn that commits and still fails',
+      [{ step: 'end_txn', nth: 7, fault: 'end_txn_timeout_after_commit' }],
+    ],
+    [
+      'failures back to back right after commits',
+      [
+        { step: 'offsets', nth: 5, fault: 'timeout' },
+        { step: 'end_txn', nth: 9, fault: 'end_txn_timeout_after_commit' },
+        { step: 'offsets', nth: 12, fault: 'fenced' },
+        { step: 'produce', nth: 14, fault: 'timeout' },
+      ],
+    ],
+  ] as [string, { step: Step; nth: number; fault: Fault }[]][]) {
+    it(`after ${name}, the rebuilt state holds every committed effect and nothing else`, async () => {
+      const r = await scenario(faults);
+      harnesses.push(r.h);
+      assert.deepEqual(r.unfired, [], `every scripted fault was met (fired: ${r.fired})`);
+      assert.deepEqual(r.divergences, []);
+      assert.ok(
+        metricValue(r.metrics, 'transactions_aborted_total') >= 1,
+        'the failure rebuilt the partition',
+      );
+      // Each command's outcome is in the log once: no event id twice, and the fold equals the lane's state.
+      const ids = r.h.cluster.committedValues(names.events, 0).map((v) => decode<DomainEvent>(v).event_id);
+      assert.equal(new Set(ids).size, ids.length, 'no event committed twice');
+      assert.deepEqual(await r.h.checkpointedState(), r.h.foldOfLog());
+      // Money: every round nets to zero once its refunds settle.
+      assert.ok(r.account.ok);
+      assert.equal(r.account.body.posted, 1_000_000);
+      assert.equal(r.account.body.pending, 0);
+    });
+  }
+});

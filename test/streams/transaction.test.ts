@@ -1,0 +1,312 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { RecordMetadata } from 'kafkajs';
+import {
+  commitTransaction,
+  coordinatorBusyType,
+  default_retry_policy,
+  eventsEndAfter,
+  retryBusy,
+  StepFailedError,
+  type TopicMessages,
+  type TransactionalProducer,
+  type TransactionSteps,
+} from '../../src/streams/transaction.js';
+import { protocolError } from '../support/kafka-errors.js';
+
+/**
+ * A scripted transactional producer over a model of one partition's log: records of a transaction become
+ * visible only when its EndTxn commits; an abort, or a failure before EndTxn, leaves nothing. Each request
+ * (sendOffsets = AddOffsetsToTxn + TxnOffsetCommit, sendBatch = AddPartitionsToTxn + Produce, commit =
+ * EndTxn) takes the next answer of its script: undefined is success, an Error is thrown. For EndTxn, an
+ * `ambiguous` answer commits on the broker and still fails on the client (a timeout after the write).
+ */
+type Answer = Error | undefined | 'ambiguous';
+class ScriptedBroker implements TransactionalProducer {
+  readonly committed: { records: TopicMessages[]; offset: string }[] = [];
+  readonly requests: string[] = [];
+  aborts = 0;
+  constructor(readonly script: Record<'offsets' | 'produce' | 'end_txn', Answer[]>) {}
+
+  async transaction(): Promise<TransactionSteps> {
+    let offset: string | null = null;
+    let records: TopicMessages[] = [];
+    let ended = false;
+    const next = (step: 'offsets' | 'produce' | 'end_txn') => {
+      if (ended) throw new Error('scripted broker: request after the transaction ended');
+      this.requests.push(step);
+      return this.script[step].shift();
+    };
+    return {
+      sendOffsets: async (o) => {
+        const answer = next('offsets');
+        if (answer instanceof Error) throw answer;
+        offset = o.topics[0]!.partitions[0]!.offset;
+      },
+      sendBatch: async ({ topicMessages }) => {
+        const answer = next('produce');
+        if (answer instanceof Error) throw answer;
+        records = topicMessages;
+        const base = this.committed.reduce(
+          (n, t) => n + t.records.reduce((m, r) => m + r.messages.length, 0),
+          0,
+        );
+        return topicMessages.map(
+          (t) =>
+            ({ topicName: t.topic, partition: 0, errorCode: 0, baseOffset: String(base) }) as RecordMetadata,
+        );
+      },
+      commit: async () => {
+        const answer = next('end_txn');
+        ended = true;
+        if (answer instanceof Error) throw answer;
+        if (offset === null) throw new Error('scripted broker: EndTxn without offsets');
+        this.committed.push({ records, offset });
+        if (answer === 'ambiguous') throw protocolError('REQUEST_TIMED_OUT', 7, true);
+      },
+      abort: async () => {
+        if (ended) throw new Error('scripted broker: abort after EndTxn (kafkajs refuses it)');
+        ended = true;
+        this.aborts++;
+      },
+    };
+  }
+}
+
+const busy = () => protocolError('CONCURRENT_TRANSACTIONS', 51, true);
+const fenced = () => protocolError('PRODUCER_FENCED', 90, false);
+const records: TopicMessages[] = [{ topic: 'events', messages: [{ value: 'e1' }, { value: 'e2' }] }];
+const request = (offset: bigint, recs = records) => ({
+  group_id: 'g',
+  offset: { topic: 'commands', partition: 0, offset },
+  records: recs,
+});
+const no_sleep = async () => {};
+
+describe('transaction: one commit, scripted coordinator answers', () => {
+  it('sends the offsets first, then the records, then EndTxn', async () => {
+    const broker = new ScriptedBroker({ offsets: [], produce: [], end_txn: [] });
+    await commitTransaction(broker, request(5n), default_retry_policy, () => {}, no_sleep);
+    assert.deepEqual(broker.requests, ['offsets', 'produce', 'end_txn']);
+    assert.deepEqual(broker.committed, [{ records, offset: '5' }]);
+  });
+
+  it('retries CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS and NOT_COORDINATOR with a capped backoff', async () => {
+    const answers = [
+      busy(),
+      protocolError('COORDINATOR_LOAD_IN_PROGRESS', 14, true),
+      protocolError('NOT_COORDINATOR', 16, true),
+      busy(),
+      busy(),
+      busy(),
+      busy(),
+    ];
+    const broker = new ScriptedBroker({ offsets: answers, produce: [], end_txn: [] });
+    const retried: string[] = [];
+    const slept: number[] = [];
+    await commitTransaction(
+      broker,
+      request(9n),
+      default_retry_policy,
+      (t) => retried.push(t),
+      async (ms) => {
+        slept.push(ms);
+      },
+    );
+    assert.deepEqual(retried, [
+      'CONCURRENT_TRANSACTIONS',
+      'COORDINATOR_LOAD_IN_PROGRESS',
+      'NOT_COORDINATOR',
+      'CONCURRENT_TRANSACTIONS',
+      'CONCURRENT_TRANSACTIONS',
+      'CONCURRENT_TRANSACTIONS',
+      'CONCURRENT_TRANSACTIONS',
+    ]);
+    assert.deepEqual(slept, [20, 40, 80, 160, 320, 320, 320]);
+    assert.deepEqual(broker.committed, [{ records, offset: '9' }]);
+    assert.equal(broker.aborts, 0);
+  });
+
+  it('gives up after attempts_max busy answers: aborted, nothing committed', async () => {
+    const broker = new ScriptedBroker({
+      offsets: Array.from({ length: 50 }, busy),
+      produce: [],
+      end_txn: [],
+    });
+    let retries = 0;
+    const policy = { attempts_max: 4, backoff_ms_first: 20, backoff_ms_max: 320 };
+    const err = await commitTransaction(broker, request(1n), policy, () => retries++, no_sleep).catch(
+      (e) => e,
+    );
+    assert.ok(err instanceof StepFailedError);
+    assert.equal(err.step, 'offsets');
+    assert.equal(retries, 3);
+    assert.equal(broker.requests.length, 4);
+    assert.equal(broker.aborts, 1);
+    assert.deepEqual(broker.committed, []);
+  });
+
+  it('does not retry a fenced producer or any other error', async () => {
+    for (const [step, script] of [
+      ['offsets', { offsets: [fenced()], produce: [], end_txn: [] }],
+      ['produce', { offsets: [], produce: [fenced()], end_txn: [] }],
+      [
+        'produce',
+        { offsets: [], produce: [protocolError('INVALID_PRODUCER_EPOCH', 47, false)], end_txn: [] },
+      ],
+    ] as const) {
+      const broker = new ScriptedBroker({
+        offsets: [...script.offsets],
+        produce: [...script.produce],
+        end_txn: [],
+      });
+      let retries = 0;
+      const err = await commitTransaction(
+        broker,
+        request(1n),
+        default_retry_policy,
+        () => retries++,
+        no_sleep,
+      ).catch((e) => e);
+      assert.ok(err instanceof StepFailedError);
+      assert.equal(err.step, step);
+      assert.equal(retries, 0);
+      assert.equal(broker.aborts, 1);
+      assert.deepEqual(broker.committed, []);
+    }
+  });
+
+  it('a failed EndTxn is not aborted (kafkajs cannot) and is reported as the end_txn step', async () => {
+    const broker = new ScriptedBroker({
+      offsets: [],
+      produce: [],
+      end_txn: [protocolError('REQUEST_TIMED_OUT', 7, true)],
+    });
+    const err = await commitTransaction(broker, request(3n), default_retry_policy, () => {}, no_sleep).catch(
+      (e) => e,
+    );
+    assert.ok(err instanceof StepFailedError);
+    assert.equal(err.step, 'end_txn');
+    assert.equal(broker.aborts, 0);
+  });
+
+  it('an offsets-only transaction (deferred read offsets) sends no produce request', async () => {
+    const broker = new ScriptedBroker({ offsets: [busy()], produce: [], end_txn: [] });
+    const metadata = await commitTransaction(
+      broker,
+      request(12n, []),
+      default_retry_policy,
+      () => {},
+      no_sleep,
+    );
+    assert.deepEqual(metadata, []);
+    assert.deepEqual(broker.requests, ['offsets', 'offsets', 'end_txn']);
+    assert.deepEqual(broker.committed, [{ records: [], offset: '12' }]);
+  });
+
+  /**
+   * Over any script of answers, the engine's contract: a commit that resolved is in the log exactly once; a
+   * commit that failed before EndTxn left nothing; an ambiguous EndTxn may have committed, and only then is
+   * it in the log. So a rebuild from the log (what the processor does after every failure) holds every
+   * commit the engine acknowledged and nothing it did not send to EndTxn. Records are never sent twice.
+   */
+  it('property: the log holds exactly the acknowledged commits (plus ambiguous ones the broker took)', async () => {
+    const answer = fc.oneof(
+      { weight: 6, arbitrary: fc.constant(undefined) },
+      { weight: 3, arbitrary: fc.constant('busy' as const) },
+      { weight: 1, arbitrary: fc.constantFrom('fenced' as const, 'timeout' as const, 'ambiguous' as const) },
+    );
+    const make = (a: 'busy' | 'fenced' | 'timeout' | 'ambiguous' | undefined): Answer =>
+      a === 'busy'
+        ? busy()
+        : a === 'fenced'
+          ? fenced()
+          : a === 'timeout'
+            ? protocolError('REQUEST_TIMED_OUT', 7, true)
+            : a;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(answer, { maxLength: 40 }),
+        fc.array(answer, { maxLength: 20 }),
+        fc.array(
+          answer.filter((a) => a !== 'busy'),
+          { maxLength: 20 },
+        ),
+        async (offsets, produce, end_txn) => {
+          const broker = new ScriptedBroker({
+            offsets: offsets.filter((a) => a !== 'ambiguous').map(make),
+            produce: produce.filter((a) => a !== 'ambiguous').map(make),
+            end_txn: end_txn.map(make),
+          });
+          const acknowledged: string[] = [];
+          const ambiguous: string[] = [];
+          for (let n = 1n; n <= 8n; n++) {
+            const recs = [{ topic: 'events', messages: [{ value: `cmd-${n}` }] }];
+            try {
+              await commitTransaction(broker, request(n, recs), default_retry_policy, () => {}, no_sleep);
+              acknowledged.push(`cmd-${n}`);
+            } catch (err) {
+              assert.ok(err instanceof StepFailedError);
+              if (err.step === 'end_txn') ambiguous.push(`cmd-${n}`);
+            }
+          }
+          const logged = broker.committed.flatMap((t) =>
+            t.records.flatMap((r) => r.messages.map((m) => String(m.value))),
+          );
+          assert.equal(new Set(logged).size, logged.length, 'no record twice');
+          for (const cmd of acknowledged)
+            assert.ok(logged.includes(cmd), `${cmd} acknowledged but not in the log`);
+          for (const cmd of logged)
+            assert.ok(
+              acknowledged.includes(cmd) || ambiguous.includes(cmd),
+              `${cmd} in the log, never sent to EndTxn`,
+            );
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('transaction: error classes and the events end', () => {
+  it('classifies coordinator-busy answers by protocol type, through kafkajs cause chains', () => {
+    assert.equal(coordinatorBusyType(busy()), 'CONCURRENT_TRANSACTIONS');
+    const wrapped = Object.assign(new Error('retries exceeded'), {
+      name: 'KafkaJSNumberOfRetriesExceeded',
+      cause: busy(),
+    });
+    assert.equal(coordinatorBusyType(wrapped), 'CONCURRENT_TRANSACTIONS');
+    assert.equal(coordinatorBusyType(fenced()), null);
+    assert.equal(coordinatorBusyType(new Error('CONCURRENT_TRANSACTIONS')), null, 'never by message text');
+  });
+
+  it('retryBusy returns the first success and rethrows other errors at once', async () => {
+    let calls = 0;
+    assert.equal(
+      await retryBusy(
+        async () => (++calls < 3 ? Promise.reject(busy()) : 'ok'),
+        default_retry_policy,
+        () => {},
+        no_sleep,
+      ),
+      'ok',
+    );
+    assert.equal(calls, 3);
+    await assert.rejects(
+      retryBusy(
+        async () => Promise.reject(fenced()),
+        default_retry_policy,
+        () => assert.fail('retried'),
+        no_sleep,
+      ),
+    );
+  });
+
+  it('the events end is the offset after the last event (the commit marker), and events need an offset', () => {
+    const meta = [{ topicName: 'events', partition: 0, errorCode: 0, baseOffset: '40' }] as RecordMetadata[];
+    assert.equal(eventsEndAfter(meta, 'events', 3), 43n);
+    assert.equal(eventsEndAfter([], 'events', 0), null);
+    assert.throws(() => eventsEndAfter([], 'events', 2), /transaction invariant/);
+  });
+});

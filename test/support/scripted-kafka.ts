@@ -1,0 +1,489 @@
+import { randomUUID } from 'node:crypto';
+import { AssignerProtocol } from 'kafkajs';
+import { protocolError } from './kafka-errors.js';
+
+/**
+ * A scripted, in-memory stand-in for the part of kafkajs that the stream processor and the changelog replay
+ * use (one broker, one consumer group member), with the transaction semantics that matter for exactly-once:
+ *
+ * - records of a transaction are invisible to read_committed readers, and hold the last stable offset (LSO)
+ *   back, until its markers are written; EndTxn answers BEFORE the markers are written (they follow after
+ *   `marker_delay_ms`), as a real coordinator does, and meanwhile AddOffsetsToTxn, AddPartitionsToTxn and
+ *   InitProducerId of that transactional id are answered CONCURRENT_TRANSACTIONS;
+ * - InitProducerId bumps the epoch (fencing older producers, which get INVALID_PRODUCER_EPOCH) and aborts an
+ *   ongoing transaction of the id; like kafkajs, the producer retries CONCURRENT_TRANSACTIONS there itself;
+ * - consumed offsets sent in a transaction become the group's committed offsets only when it commits.
+ *
+ * Faults are scripted per step: the n-th AddOffsetsToTxn, Produce or EndTxn (counted over the whole cluster,
+ * from 1) answers the given fault instead. `end_txn_timeout_after_commit` commits and still fails.
+ */
+export type Fault =
+  | 'busy'
+  | 'coordinator_loading'
+  | 'not_coordinator'
+  | 'fenced'
+  | 'timeout'
+  | 'end_txn_timeout_after_commit';
+export type Step = 'offsets' | 'produce' | 'end_txn';
+
+interface Entry {
+  value: Buffer | null;
+  key: string | null;
+  control: boolean;
+  status: 'plain' | 'open' | 'committed' | 'aborted';
+  txn: number | null;
+}
+
+interface TxnState {
+  epoch: number;
+  state: 'empty' | 'ongoing' | 'completing';
+  serial: number;
+  partitions: Set<string>;
+  /** group → `topic#partition` → offset, committed with the transaction. */
+  offsets: Map<string, Map<string, string>>;
+}
+
+export class ScriptedCluster {
+  readonly logs = new Map<string, Entry[][]>();
+  readonly committed = new Map<string, Map<string, Map<number, string>>>();
+  readonly txn_ids = new Map<string, TxnState>();
+  readonly faults: { step: Step; nth: number; fault: Fault }[] = [];
+  readonly step_counts: Record<Step, number> = { offsets: 0, produce: 0, end_txn: 0 };
+  readonly fired: string[] = [];
+  marker_delay_ms = 30;
+  #txn_serial = 0;
+  readonly member_id = `member-${randomUUID()}`;
+
+  createTopic(topic: string, partitions: number): void {
+    this.logs.set(
+      topic,
+      Array.from({ length: partitions }, () => []),
+    );
+  }
+
+  log(topic: string, partition: number): Entry[] {
+    const log = this.logs.get(topic)?.[partition];
+    if (!log) throw protocolError('UNKNOWN_TOPIC_OR_PARTITION', 3, true);
+    return log;
+  }
+
+  /** The first offset of an open transaction, else the end: what read_committed readers may see below. */
+  lso(topic: string, partition: number): number {
+    const log = this.log(topic, partition);
+    const open = log.findIndex((e) => e.status === 'open');
+    return open < 0 ? log.length : open;
+  }
+
+  /** Non-transactional append (the gateway's idempotent producer). */
+  append(topic: string, partition: number, value: Buffer, key: string | null = null): number {
+    const log = this.log(topic, partition);
+    log.push({ value, key, control: false, status: 'plain', txn: null });
+    return log.length - 1;
+  }
+
+  /** Committed data records of a partition, in order (what a read_committed reader gets). */
+  committedValues(topic: string, partition: number): Buffer[] {
+    return this.log(topic, partition)
+      .filter((e) => !e.control && (e.status === 'committed' || e.status === 'plain'))
+      .map((e) => e.value!);
+  }
+
+  /** Takes the scripted fault of this step's next request, if any. */
+  nextFault(step: Step): Fault | null {
+    const n = ++this.step_counts[step];
+    const index = this.faults.findIndex((f) => f.step === step && f.nth === n);
+    if (index < 0) return null;
+    const fault = this.faults.splice(index, 1)[0]!.fault;
+    this.fired.push(`${step}#${n}:${fault}`);
+    return fault;
+  }
+
+  txnState(id: string): TxnState {
+    let state = this.txn_ids.get(id);
+    if (!state) {
+      state = { epoch: -1, state: 'empty', serial: 0, partitions: new Set(), offsets: new Map() };
+      this.txn_ids.set(id, state);
+    }
+    return state;
+  }
+
+  /** EndTxn or an abort by InitProducerId: answered now, markers written after marker_delay_ms. */
+  endTxn(id: string, commit: boolean): void {
+    const txn = this.txnState(id);
+    if (txn.state !== 'ongoing') return;
+    txn.state = 'completing';
+    const serial = txn.serial;
+    const partitions = [...txn.partitions];
+    const offsets = txn.offsets;
+    setTimeout(() => {
+      for (const key of partitions) {
+        const [topic, p] = splitKey(key);
+        const log = this.log(topic, p);
+        for (const e of log)
+          if (e.txn === serial && e.status === 'open') e.status = commit ? 'committed' : 'aborted';
+        log.push({
+          value: null,
+          key: null,
+          control: true,
+          status: commit ? 'committed' : 'aborted',
+          txn: serial,
+        });
+      }
+      if (commit) {
+        for (const [group, topics] of offsets) {
+          const g = this.committed.get(group) ?? new Map<string, Map<number, string>>();
+          this.committed.set(group, g);
+          for (const [key, offset] of topics) {
+            const [topic, p] = splitKey(key);
+            const t = g.get(topic) ?? new Map<number, string>();
+            g.set(topic, t);
+            t.set(p, offset);
+          }
+        }
+      }
+      txn.partitions = new Set();
+      txn.offsets = new Map();
+      txn.state = 'empty';
+    }, this.marker_delay_ms);
+  }
+
+  beginIfNeeded(id: string): TxnState {
+    const txn = this.txnState(id);
+    if (txn.state === 'completing') throw protocolError('CONCURRENT_TRANSACTIONS', 51, true);
+    if (txn.state === 'empty') {
+      txn.state = 'ongoing';
+      txn.serial = ++this.#txn_serial;
+    }
+    return txn;
+  }
+
+  kafka(): ScriptedKafka {
+    return new ScriptedKafka(this);
+  }
+}
+
+function splitKey(key: string): [string, number] {
+  const at = key.lastIndexOf('#');
+  return [key.slice(0, at), Number(key.slice(at + 1))];
+}
+
+function faultError(fault: Fault): Error {
+  switch (fault) {
+    case 'busy':
+      return protocolError('CONCURRENT_TRANSACTIONS', 51, true);
+    case 'coordinator_loading':
+      return protocolError('COORDINATOR_LOAD_IN_PROGRESS', 14, true);
+    case 'not_coordinator':
+      return protocolError('NOT_COORDINATOR', 16, true);
+    case 'fenced':
+      return protocolError('PRODUCER_FENCED', 90, false);
+    case 'timeout':
+    case 'end_txn_timeout_after_commit':
+      return Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' });
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The kafkajs `Kafka` surface the processor uses: consumer(), producer(), admin(). */
+export class ScriptedKafka {
+  constructor(readonly cluster: ScriptedCluster) {}
+  consumer(opts: { groupId: string }) {
+    return new ScriptedConsumer(this.cluster, opts.groupId);
+  }
+  producer(opts: { transactionalId?: string }) {
+    return new ScriptedProducer(this.cluster, opts.transactionalId ?? null);
+  }
+  admin() {
+    return new ScriptedAdmin(this.cluster);
+  }
+}
+
+class ScriptedProducer {
+  #epoch = -1;
+  #in_txn = false;
+  constructor(
+    readonly cluster: ScriptedCluster,
+    readonly transactional_id: string | null,
+  ) {}
+
+  async connect(): Promise<void> {}
+  async disconnect(): Promise<void> {}
+
+  async #init(): Promise<void> {
+    const id = this.transactional_id!;
+    // kafkajs retries CONCURRENT_TRANSACTIONS on InitProducerId itself (its retrier, bounded).
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const txn = this.cluster.txnState(id);
+      if (txn.state === 'ongoing') this.cluster.endTxn(id, false); // the new epoch aborts what the old left open
+      if (txn.state === 'empty') {
+        txn.epoch++;
+        this.#epoch = txn.epoch;
+        return;
+      }
+      await sleep(5);
+    }
+    throw protocolError('CONCURRENT_TRANSACTIONS', 51, true);
+  }
+
+  #checkEpoch(): void {
+    if (this.cluster.txnState(this.transactional_id!).epoch !== this.#epoch) {
+      throw protocolError('INVALID_PRODUCER_EPOCH', 47, false);
+    }
+  }
+
+  async transaction() {
+    if (this.#in_txn) throw new Error('scripted kafkajs: a transaction is already ongoing');
+    if (this.#epoch < 0) await this.#init();
+    this.#in_txn = true;
+    const id = this.transactional_id!;
+    const cluster = this.cluster;
+    let ended = false;
+    let touched = false;
+    const guard = () => {
+      if (ended) throw new Error('scripted kafkajs: transaction ended');
+    };
+    return {
+      sendOffsets: async (o: {
+        consumerGroupId: string;
+        topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+      }) => {
+        guard();
+        const fault = cluster.nextFault('offsets');
+        if (fault) throw faultError(fault);
+        this.#checkEpoch();
+        const txn = cluster.beginIfNeeded(id);
+        touched = true;
+        const group = txn.offsets.get(o.consumerGroupId) ?? new Map<string, string>();
+        txn.offsets.set(o.consumerGroupId, group);
+        for (const t of o.topics)
+          for (const p of t.partitions) group.set(`${t.topic}#${p.partition}`, p.offset);
+      },
+      sendBatch: async (b: {
+        topicMessages: {
+          topic: string;
+          messages: { partition?: number; key?: string | Buffer | null; value: Buffer | string | null }[];
+        }[];
+      }) => {
+        guard();
+        const fault = cluster.nextFault('produce');
+        if (fault) throw faultError(fault);
+        this.#checkEpoch();
+        // kafkajs retries AddPartitionsToTxn's CONCURRENT_TRANSACTIONS inside sendBatch (its retrier).
+        let txn: TxnState | null = null;
+        for (let attempt = 0; txn === null; attempt++) {
+          try {
+            txn = cluster.beginIfNeeded(id);
+          } catch (err) {
+            if (attempt >= 50) throw err;
+            await sleep(5);
+          }
+        }
+        touched = true;
+        const out: { topicName: string; partition: number; errorCode: number; baseOffset: string }[] = [];
+        for (const t of b.topicMessages) {
+          const by_partition = new Map<number, typeof t.messages>();
+          for (const m of t.messages) {
+            const list = by_partition.get(m.partition ?? 0) ?? [];
+            list.push(m);
+            by_partition.set(m.partition ?? 0, list);
+          }
+          for (const [partition, messages] of by_partition) {
+            const log = cluster.log(t.topic, partition);
+            txn.partitions.add(`${t.topic}#${partition}`);
+            const base = log.length;
+            for (const m of messages) {
+              const value = m.value === null ? null : Buffer.from(m.value);
+              log.push({
+                value,
+                key: m.key ? String(m.key) : null,
+                control: false,
+                status: 'open',
+                txn: txn.serial,
+              });
+            }
+            out.push({ topicName: t.topic, partition, errorCode: 0, baseOffset: String(base) });
+          }
+        }
+        return out;
+      },
+      commit: async () => {
+        guard();
+        ended = true;
+        this.#in_txn = false;
+        const fault = cluster.nextFault('end_txn');
+        if (fault && fault !== 'end_txn_timeout_after_commit') throw faultError(fault);
+        this.#checkEpoch();
+        if (touched) cluster.endTxn(id, true);
+        if (fault) throw faultError(fault);
+      },
+      abort: async () => {
+        guard();
+        ended = true;
+        this.#in_txn = false;
+        if (touched && cluster.txnState(id).epoch === this.#epoch) cluster.endTxn(id, false);
+      },
+    };
+  }
+}
+
+type Handler = (e: { payload: Record<string, unknown> }) => void;
+
+class ScriptedConsumer {
+  readonly events = {
+    GROUP_JOIN: 'consumer.group_join',
+    CRASH: 'consumer.crash',
+    END_BATCH_PROCESS: 'consumer.end_batch_process',
+  } as const;
+  readonly #handlers = new Map<string, Handler[]>();
+  #topic = '';
+  #running = false;
+  #stopped: Promise<void> = Promise.resolve();
+  readonly #position = new Map<number, number>();
+  readonly #paused = new Set<number>();
+  readonly #seek_generation = new Map<number, number>();
+
+  constructor(
+    readonly cluster: ScriptedCluster,
+    readonly group_id: string,
+  ) {}
+
+  on(event: string, handler: Handler): void {
+    this.#handlers.set(event, [...(this.#handlers.get(event) ?? []), handler]);
+  }
+  #emit(event: string, payload: Record<string, unknown>): void {
+    for (const h of this.#handlers.get(event) ?? []) h({ payload });
+  }
+  async connect(): Promise<void> {}
+  async subscribe(o: { topic: string }): Promise<void> {
+    this.#topic = o.topic;
+  }
+  seek(o: { partition: number; offset: string }): void {
+    this.#position.set(o.partition, Number(o.offset));
+    this.#seek_generation.set(o.partition, (this.#seek_generation.get(o.partition) ?? 0) + 1);
+  }
+  pause(list: { partitions: number[] }[]): void {
+    for (const l of list) for (const p of l.partitions) this.#paused.add(p);
+  }
+
+  async run(o: { eachBatch: (payload: never) => Promise<void> }): Promise<void> {
+    const partitions = this.cluster.logs.get(this.#topic)?.length ?? 0;
+    const all = Array.from({ length: partitions }, (_, p) => p);
+    const committed = this.cluster.committed.get(this.group_id)?.get(this.#topic);
+    for (const p of all) this.#position.set(p, Number(committed?.get(p) ?? 0));
+    this.#running = true;
+    this.#emit(this.events.GROUP_JOIN, {
+      memberId: this.cluster.member_id,
+      memberAssignment: { [this.#topic]: all },
+    });
+    // Fetching starts after run() returns, as in kafkajs: seeks and pauses made right after it apply.
+    this.#stopped = sleep(0).then(() => this.#loop(all, o.eachBatch));
+  }
+
+  async #loop(all: number[], eachBatch: (payload: never) => Promise<void>): Promise<void> {
+    // One fetch round at a time, its partitions' batches handled concurrently (kafkajs with
+    // partitionsConsumedConcurrently): each partition has at most one batch in flight.
+    while (this.#running) {
+      const ready = all.filter((p) => !this.#paused.has(p));
+      const delivered = await Promise.all(ready.map((p) => this.#fetch(p, eachBatch)));
+      if (!delivered.includes(true)) await sleep(2);
+    }
+  }
+
+  /** One fetch of one partition: data records between the position and the LSO, read_committed. */
+  async #fetch(partition: number, eachBatch: (payload: never) => Promise<void>): Promise<boolean> {
+    const from = this.#position.get(partition) ?? 0;
+    const lso = this.cluster.lso(this.#topic, partition);
+    if (from >= lso) return false;
+    const log = this.cluster.log(this.#topic, partition);
+    const messages: { offset: string; value: Buffer | null; key: Buffer | null }[] = [];
+    for (let offset = from; offset < lso; offset++) {
+      const e = log[offset]!;
+      if (e.control || e.status === 'aborted') continue;
+      messages.push({ offset: String(offset), value: e.value, key: e.key ? Buffer.from(e.key) : null });
+    }
+    const generation = this.#seek_generation.get(partition) ?? 0;
+    const stale = () => (this.#seek_generation.get(partition) ?? 0) !== generation;
+    if (messages.length > 0) {
+      let paused = false;
+      await eachBatch({
+        batch: { topic: this.#topic, partition, messages, highWatermark: String(log.length) },
+        resolveOffset: (offset: string) => {
+          if (!stale()) this.#position.set(partition, Number(offset) + 1);
+        },
+        heartbeat: async () => {},
+        isRunning: () => this.#running,
+        isStale: stale,
+        pause: () => {
+          paused = true;
+          this.#paused.add(partition);
+          return () => this.#paused.delete(partition);
+        },
+      } as never);
+      if (paused) return true;
+    }
+    // Control records and aborted data at the end of the range are stepped over, as kafkajs does.
+    if (
+      !stale() &&
+      (this.#position.get(partition) ?? 0) >=
+        (messages.length > 0 ? Number(messages.at(-1)!.offset) + 1 : from)
+    ) {
+      this.#position.set(partition, lso);
+    }
+    this.#emit(this.events.END_BATCH_PROCESS, { partition, lastOffset: String(lso - 1) });
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#stopped;
+  }
+  async disconnect(): Promise<void> {
+    await this.stop();
+  }
+  async commitOffsets(): Promise<void> {
+    throw new Error('scripted kafkajs: at-least-once commits are not modelled');
+  }
+}
+
+class ScriptedAdmin {
+  constructor(readonly cluster: ScriptedCluster) {}
+  async connect(): Promise<void> {}
+  async disconnect(): Promise<void> {}
+  async deleteGroups(): Promise<void> {}
+  async fetchTopicOffsets(topic: string) {
+    const partitions = this.cluster.logs.get(topic)?.length ?? 0;
+    return Array.from({ length: partitions }, (_, partition) => {
+      const high = String(this.cluster.lso(topic, partition));
+      return { partition, offset: high, high, low: '0' };
+    });
+  }
+  async fetchOffsets(o: { groupId: string; topics: string[] }) {
+    return o.topics.map((topic) => {
+      const committed = this.cluster.committed.get(o.groupId)?.get(topic);
+      const partitions = this.cluster.logs.get(topic)?.length ?? 0;
+      return {
+        topic,
+        partitions: Array.from({ length: partitions }, (_, partition) => ({
+          partition,
+          offset: committed?.get(partition) ?? '-1',
+        })),
+      };
+    });
+  }
+  async describeGroups(groups: string[]) {
+    return {
+      groups: groups.map((groupId) => {
+        const topic = groupId.endsWith('.processor') ? groupId.replace(/\.processor$/, '.commands') : '';
+        const partitions = this.cluster.logs.get(topic)?.length ?? 0;
+        const assignment = { [topic]: Array.from({ length: partitions }, (_, p) => p) };
+        const memberAssignment = AssignerProtocol.MemberAssignment.encode({
+          version: 0,
+          assignment,
+          userData: Buffer.alloc(0),
+        });
+        return { groupId, members: [{ memberId: this.cluster.member_id, memberAssignment }] };
+      }),
+    };
+  }
+}
