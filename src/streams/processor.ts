@@ -322,11 +322,13 @@ export class StreamProcessor {
     const without_checkpoint = new Set<number>();
     try {
       for (let attempt = 0; ; attempt++) {
+        const from_checkpoint = new Set<number>();
         try {
-          return await this.#replayInto(tasks, without_checkpoint, started);
+          return await this.#replayInto(tasks, without_checkpoint, from_checkpoint, started);
         } catch (err) {
           const partition = disagreeingPartition(err);
-          if (partition === null || without_checkpoint.has(partition) || attempt >= tasks.length) throw err;
+          // Without a checkpoint it is the changelog itself that does not fold: nothing to drop.
+          if (partition === null || !from_checkpoint.has(partition) || attempt >= tasks.length) throw err;
           without_checkpoint.add(partition);
           await this.#dropCheckpoint(partition, err);
         }
@@ -336,7 +338,12 @@ export class StreamProcessor {
     }
   }
 
-  async #replayInto(tasks: Task[], without_checkpoint: Set<number>, started: number): Promise<void> {
+  async #replayInto(
+    tasks: Task[],
+    without_checkpoint: Set<number>,
+    from_checkpoint: Set<number>,
+    started: number,
+  ): Promise<void> {
     const targets = new Map<number, { from: bigint; to_min: bigint }>();
     const by_partition = new Map(tasks.map((task) => [task.partition, task]));
     // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
@@ -345,6 +352,7 @@ export class StreamProcessor {
       const use = !without_checkpoint.has(task.partition);
       const checkpoint = use ? await this.#o.checkpoints.load(task.partition) : null;
       if (!live(task.partition)) continue;
+      if (checkpoint) from_checkpoint.add(task.partition);
       await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
       // A rebuild never ends short of this task's own commits (events_next_offset after the last one).
       targets.set(task.partition, { from: checkpoint?.offset ?? 0n, to_min: task.events_next_offset });
@@ -819,7 +827,9 @@ const deferred_offset_flush_ms = 100;
 
 /** The partition whose checkpoint the changelog contradicts, or null for any other failure. */
 function disagreeingPartition(err: unknown): number | null {
-  if (err instanceof ReplayDisagreementError || err instanceof CheckpointAheadError) return err.partition;
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof ReplayDisagreementError || e instanceof CheckpointAheadError) return e.partition;
+  }
   return null;
 }
 

@@ -137,7 +137,14 @@ async function consumeRange(opts: {
           const offset = BigInt(message.offset);
           if (offset >= from && offset < stop && message.value) values.push(message.value);
         }
-        if (values.length > 0) await opts.onEvents(batch.partition, values);
+        // A failure to apply is the restore's answer, not kafkajs': thrown here, kafkajs would retry the
+        // batch and then crash with a retries-exceeded wrapper that reads as a transient broker error.
+        try {
+          if (values.length > 0) await opts.onEvents(batch.partition, values);
+        } catch (err) {
+          settle(err as Error);
+          return;
+        }
         events_replayed += values.length;
       },
     });

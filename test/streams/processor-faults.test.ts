@@ -337,6 +337,31 @@ describe('stream processor against a scripted Kafka that injects every error cla
     }
   });
 
+  it('a changelog that does not fold even from the start: named on readiness, not retried in a loop', async () => {
+    const h = new Harness();
+    harnesses.push(h);
+    // A committed deposit for an account the log never opened.
+    const bad = {
+      type: 'deposited',
+      event_id: 'ev_bad',
+      account_id: 'acct_ghost',
+      amount: 5,
+      time_ms: T0_MS,
+    };
+    h.cluster.append(names.events, 0, encode(bad));
+    await h.processor.start();
+    await until(() => h.processor.notReady.some((p) => p.reason !== undefined), 10_000, 'a restore reason');
+    const [entry] = h.processor.notReady;
+    assert.equal(entry?.partition, 0);
+    assert.equal(entry?.state, 'RESTORING');
+    assert.match(entry?.reason ?? '', /^ReplayDisagreementError: partition 0: replay does not apply/);
+    assert.equal(h.processor.ready, false);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const metrics = await h.metrics.registry.metrics();
+    assert.equal(metricValue(metrics, 'restore_failures_total'), 1, 'reported once, not looped');
+    assert.equal(metricValue(metrics, 'checkpoints_dropped_total'), 0, 'there was no checkpoint to blame');
+  });
+
   for (const [name, faults] of [
     ['a fenced AddOffsetsToTxn', [{ step: 'offsets', nth: 6, fault: 'fenced' }]],
     ['a produce that times out', [{ step: 'produce', nth: 5, fault: 'timeout' }]],
