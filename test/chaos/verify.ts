@@ -40,6 +40,8 @@ export interface RunLog {
   accounts: string[];
   /** Ids of acknowledged deposits (the response's id is the command id): each exactly one `deposited`. */
   acknowledged_deposits?: string[];
+  /** Ids of acknowledged refunds (201): each exactly one `refund_created` (its outcome: the fold checks). */
+  acknowledged_refunds?: string[];
 }
 
 export async function verifyLedger(opts: {
@@ -57,14 +59,18 @@ export async function verifyLedger(opts: {
   const raw = events as unknown as Record<string, unknown>[];
   const duplicates = duplicateCommands(raw);
   const deposits_missing = missingDeposits(raw, opts.run.acknowledged_deposits ?? []);
+  const refunds_wrong = refundsNotOnce(raw, opts.run.acknowledged_refunds ?? []);
   return {
     ...verdict,
-    acknowledged: verdict.acknowledged + (opts.run.acknowledged_deposits?.length ?? 0),
-    missing: verdict.missing + deposits_missing.length,
+    acknowledged:
+      verdict.acknowledged +
+      (opts.run.acknowledged_deposits?.length ?? 0) +
+      (opts.run.acknowledged_refunds?.length ?? 0),
+    missing: verdict.missing + deposits_missing.length + refunds_wrong.length,
     events_total: events.length,
     duplicate_commands: duplicates.length,
     balances_checked: balances.size,
-    violations: [...verdict.violations, ...duplicates, ...deposits_missing].slice(0, 50),
+    violations: [...verdict.violations, ...duplicates, ...deposits_missing, ...refunds_wrong].slice(0, 50),
   };
 }
 
@@ -83,6 +89,17 @@ export function missingDeposits(events: Record<string, unknown>[], acknowledged:
   return acknowledged
     .filter((id) => !applied.has(id))
     .map((id) => `deposit ${id} acknowledged, never applied`);
+}
+
+export function refundsNotOnce(events: Record<string, unknown>[], acknowledged: string[]): string[] {
+  const created = new Map<string, number>();
+  for (const e of events) {
+    if (e.type === 'refund_created')
+      created.set(String(e.refund_id), (created.get(String(e.refund_id)) ?? 0) + 1);
+  }
+  return acknowledged
+    .filter((id) => created.get(id) !== 1)
+    .map((id) => `refund ${id} acknowledged, created ${created.get(id) ?? 0}× (not once)`);
 }
 
 export function violated(v: ChaosVerdict): boolean {

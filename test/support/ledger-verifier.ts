@@ -281,10 +281,10 @@ function ledgerIdsByApiId(fold: LedgerFold, api_ids: Iterable<string>): Map<stri
 }
 
 /**
- * Waits until the processor group has committed everything in the commands topic (legs drained). The end
- * offset alone cannot tell: transaction markers of follow-up legs sit after the last record. So: the
- * committed offsets must stop moving for a few seconds while the node is up (it commits within
- * milliseconds when there is work).
+ * Waits until the processor group has committed everything in the commands topic: for every partition, no
+ * data record lies at or past its committed offset (read_committed), so only transaction markers may
+ * remain. Quiet is not drained: a partition stuck in FAILED keeps its committed offset still, and is
+ * reported here as undrained when the bound runs out.
  */
 export async function waitQuiescent(
   brokers: string[],
@@ -296,19 +296,77 @@ export async function waitQuiescent(
   await admin.connect();
   const topic = `${topic_prefix}.commands`;
   const deadline_ms = Date.now() + timeout_ms;
-  let previous = '';
-  let stable_checks = 0;
+  let behind = new Map<number, number>();
   try {
+    // Drained twice in a row, 500 ms apart: a transaction's markers land on its partitions one by one, so
+    // one look can see a committed offset before the follow-up leg that the same transaction wrote.
+    let drained_checks = 0;
     while (Date.now() < deadline_ms) {
       const [committed] = await admin.fetchOffsets({ groupId: `${topic_prefix}.processor`, topics: [topic] });
-      const now = JSON.stringify(committed?.partitions.map((p) => [p.partition, p.offset]));
-      stable_checks = now === previous ? stable_checks + 1 : 0;
-      previous = now;
-      if (stable_checks >= 4) return;
-      await new Promise((r) => setTimeout(r, 750));
+      const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
+      const from = new Map<number, bigint>();
+      for (const p of committed?.partitions ?? []) {
+        const offset = p.offset === '-1' ? 0n : BigInt(p.offset);
+        if (offset < (ends.get(p.partition) ?? 0n)) from.set(p.partition, offset);
+      }
+      behind = await recordsFrom(kafka, topic, from, ends, Math.max(1_000, deadline_ms - Date.now()));
+      drained_checks = behind.size === 0 ? drained_checks + 1 : 0;
+      if (drained_checks >= 2) return;
+      await new Promise((r) => setTimeout(r, 500));
     }
-    throw new Error('verifier: commands never drained');
+    throw new Error(
+      `verifier: commands never drained: records past the committed offset ${JSON.stringify([...behind])}`,
+    );
   } finally {
     await admin.disconnect();
   }
+}
+
+/** Data records (read_committed) in [from, end) per partition; partitions with none are left out. */
+async function recordsFrom(
+  kafka: Kafka,
+  topic: string,
+  from: Map<number, bigint>,
+  ends: Map<number, bigint>,
+  timeout_ms: number,
+): Promise<Map<number, number>> {
+  const found = new Map<number, number>();
+  if (from.size === 0) return found;
+  const pending = new Set(from.keys());
+  const consumer = kafka.consumer({ groupId: `ledger-verifier-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  let resolve_done: () => void = () => {};
+  const done = new Promise<void>((r) => {
+    resolve_done = r;
+  });
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    const end = ends.get(payload.partition) ?? 0n;
+    if (payload.lastOffset !== null && BigInt(payload.lastOffset) + 1n >= end)
+      pending.delete(payload.partition);
+    if (pending.size === 0) resolve_done();
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      const start = from.get(batch.partition);
+      const end = ends.get(batch.partition) ?? 0n;
+      if (start === undefined) return;
+      for (const m of batch.messages) {
+        const offset = BigInt(m.offset);
+        if (offset >= start && offset < end)
+          found.set(batch.partition, (found.get(batch.partition) ?? 0) + 1);
+      }
+    },
+  });
+  for (const [partition, offset] of from) consumer.seek({ topic, partition, offset: offset.toString() });
+  const others = [...ends.keys()].filter((p) => !from.has(p));
+  if (others.length > 0) consumer.pause([{ topic, partitions: others }]);
+  const timer = setTimeout(resolve_done, timeout_ms);
+  await done;
+  clearTimeout(timer);
+  await consumer.disconnect();
+  // A partition that could not be read to its end within the bound counts as undrained.
+  for (const p of pending) if (!found.has(p)) found.set(p, -1);
+  return found;
 }

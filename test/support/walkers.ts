@@ -1,4 +1,4 @@
-import { getJson, post } from './load-driver.js';
+import { getJson as getOnce, post as postOnce } from './load-driver.js';
 
 /**
  * The dependent workload of issue 12: each walker owns one customer, one merchant and one payment a round,
@@ -10,7 +10,10 @@ import { getJson, post } from './load-driver.js';
 export interface WalkerOptions {
   base: () => string;
   walkers_total: number;
+  /** Rounds per walker; with `done`, the most a walker runs. */
   rounds_total: number;
+  /** Checked after each round: true stops the walker early (a test that walks while faults happen). */
+  done?: () => boolean;
   /** Account ids are `<prefix>_c<i>` and `<prefix>_m<i>`: one pair per walker, unique per run. */
   prefix: string;
   currency: string;
@@ -19,6 +22,8 @@ export interface WalkerOptions {
 
 export interface WalkerResult {
   divergences: string[];
+  /** Requests sent again (same Idempotency-Key) after a 202, a 5xx or a transport error. */
+  retries: number;
   /** Every acknowledged write (payment, capture, refund) with the id it was answered with. */
   acknowledged_writes: { op: 'payment' | 'capture' | 'refund'; id: string; payment: string }[];
   payments: string[];
@@ -49,17 +54,23 @@ export async function setupWalkers(opts: WalkerOptions): Promise<void> {
       [pair.customer, 'customer'],
       [pair.merchant, 'merchant'],
     ] as const) {
-      const res = await post(base, '/v1/accounts', { id, currency: opts.currency, kind }, `${id}-create`);
+      const res = await postOnce(base, '/v1/accounts', { id, currency: opts.currency, kind }, `${id}-create`);
       if (res.status !== 201) throw new Error(`account ${id}: ${res.status} ${JSON.stringify(res.body)}`);
     }
     const body = { account: pair.customer, amount: opts.deposit_amount, currency: opts.currency };
-    const res = await post(base, '/v1/deposits', body, `${opts.prefix}-dep-${i}`);
+    const res = await postOnce(base, '/v1/deposits', body, `${opts.prefix}-dep-${i}`);
     if (res.status !== 201) throw new Error(`deposit ${pair.customer}: ${res.status}`);
   }
 }
 
 export async function runWalkers(opts: WalkerOptions): Promise<WalkerResult> {
-  const result: WalkerResult = { divergences: [], acknowledged_writes: [], payments: [], requests_total: 0 };
+  const result: WalkerResult = {
+    divergences: [],
+    retries: 0,
+    acknowledged_writes: [],
+    payments: [],
+    requests_total: 0,
+  };
   const pairs = walkerAccounts(opts);
   await Promise.all(pairs.map((pair, i) => walk(opts, pair, i, result)));
   return result;
@@ -72,10 +83,12 @@ async function walk(
   result: WalkerResult,
 ): Promise<void> {
   const diverge = (what: string) => result.divergences.push(`walker ${walker}: ${what}`);
-  for (let round = 0; round < opts.rounds_total; round++) {
+  const post = (path: string, body: unknown, key: string) =>
+    settled(result, () => postOnce(opts.base(), path, body, key));
+  const getJson = (path: string) => settled(result, () => getOnce(opts.base(), path));
+  for (let round = 0; round < opts.rounds_total && !opts.done?.(); round++) {
     const key = `${opts.prefix}-w${walker}-r${round}`;
     const created = await post(
-      opts.base(),
       '/v1/payments',
       {
         amount: authorize_amount,
@@ -96,7 +109,7 @@ async function walk(
     result.acknowledged_writes.push({ op: 'payment', id, payment: id });
     const model = { received: 0, refunded_or_pending: 0, capturable: authorize_amount };
     const check = async (after: string) => {
-      const got = await getJson(opts.base(), `/v1/payments/${id}`);
+      const got = await getJson(`/v1/payments/${id}`);
       result.requests_total++;
       const b = got.body;
       const refunded = Number(b.amount_refunded) + Number(b.amount_refund_pending);
@@ -115,12 +128,7 @@ async function walk(
       return true;
     };
     if (!(await check('authorize'))) return;
-    const capture = await post(
-      opts.base(),
-      `/v1/payments/${id}/capture`,
-      { amount: capture_amount },
-      `${key}-cap`,
-    );
+    const capture = await post(`/v1/payments/${id}/capture`, { amount: capture_amount }, `${key}-cap`);
     result.requests_total++;
     if (capture.status !== 200 || capture.body.amount_received !== capture_amount) {
       diverge(`round ${round} capture: ${capture.status} ${JSON.stringify(capture.body)}`);
@@ -131,12 +139,7 @@ async function walk(
     model.capturable = 0;
     if (!(await check('capture'))) return;
     for (const [step, plan] of round_plan.entries()) {
-      const refund = await post(
-        opts.base(),
-        '/v1/refunds',
-        { payment: id, amount: plan.amount },
-        `${key}-ref${step}`,
-      );
+      const refund = await post('/v1/refunds', { payment: id, amount: plan.amount }, `${key}-ref${step}`);
       result.requests_total++;
       const refused = refund.status === 400 && errorCode(refund.body) === 'amount_exceeds_refundable';
       if (plan.accept && refund.status === 201 && typeof refund.body.id === 'string') {
@@ -152,6 +155,29 @@ async function walk(
       if (!(await check(`refund ${plan.amount}`))) return;
     }
   }
+}
+
+/**
+ * The answer a client ends up with: a 202 (processing: the reply timed out, the command may still commit),
+ * a 5xx or a transport error is sent again with the same Idempotency-Key, which answers the stored outcome
+ * once there is one. Bounded: 60 attempts, at most ~30 s. Gives a 599 when it never settles.
+ */
+async function settled(
+  result: WalkerResult,
+  send: () => Promise<{ status: number; body: Record<string, unknown> }>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  let last = { status: 599, body: {} as Record<string, unknown> };
+  for (let attempt = 0; attempt < 60; attempt++) {
+    try {
+      last = await send();
+      if (last.status !== 202 && last.status < 500) return last;
+    } catch {
+      // node restarting or partition moving: send again
+    }
+    result.retries++;
+    await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 500)));
+  }
+  return { status: 599, body: { last } };
 }
 
 function errorCode(body: Record<string, unknown>): string | undefined {
@@ -173,7 +199,7 @@ export async function checkWalkerSettlement(
   for (const id of payments) {
     let last: Record<string, unknown> = {};
     while (Date.now() < deadline_ms) {
-      last = (await getJson(opts.base(), `/v1/payments/${id}`)).body;
+      last = (await getOnce(opts.base(), `/v1/payments/${id}`).catch(() => ({ body: {} }))).body;
       if (last.amount_refunded === refunded_total && last.amount_refund_pending === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -186,7 +212,7 @@ export async function checkWalkerSettlement(
       [pair.customer, opts.deposit_amount],
       [pair.merchant, 0],
     ] as const) {
-      const account = (await getJson(opts.base(), `/v1/accounts/${id}`)).body;
+      const account = (await getOnce(opts.base(), `/v1/accounts/${id}`)).body;
       if (account.posted !== expected || account.pending !== 0) {
         divergences.push(
           `account ${id}: posted ${account.posted} pending ${account.pending}, model ${expected}`,
