@@ -279,6 +279,8 @@ export interface FuzzResult {
   ws_closed_by_server: number;
   fetch_refused_locally: number;
   errors_5xx: string[];
+  /** Requests fetch sent (valid HTTP) that got no answer: a reset connection or a hang past 10 s. */
+  transport_errors: string[];
   rss_mb: { start: number; max: number; end: number };
   node_alive: boolean;
   seeds: number;
@@ -307,7 +309,11 @@ async function sendHttp(base: string, r: HttpCase, out: FuzzResult) {
   } catch (err) {
     // fetch refuses some generated headers itself (TypeError before sending): not the node's doing.
     if (err instanceof TypeError && !(err as { cause?: unknown }).cause) out.fetch_refused_locally++;
-    else out.by_status.transport = (out.by_status.transport ?? 0) + 1;
+    else {
+      out.by_status.transport = (out.by_status.transport ?? 0) + 1;
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      out.transport_errors.push(`${r.method} ${r.path.slice(0, 80)} → ${cause}`);
+    }
     return;
   }
   out.http_sent++;
@@ -388,6 +394,7 @@ export async function fuzzGateway(slot: NodeSlot, duration_ms: number): Promise<
     ws_closed_by_server: 0,
     fetch_refused_locally: 0,
     errors_5xx: [],
+    transport_errors: [],
     rss_mb: { start: 0, max: 0, end: 0 },
     node_alive: true,
     seeds: 0,
@@ -439,5 +446,6 @@ export async function fuzzGateway(slot: NodeSlot, duration_ms: number): Promise<
       () => false,
     ));
   out.errors_5xx = out.errors_5xx.slice(0, 20);
+  out.transport_errors = out.transport_errors.slice(0, 20);
   return out;
 }

@@ -2,6 +2,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DriverOptions, type DriverResult, drive } from '../support/load-driver.js';
 import {
+  checkWalkerSettlement,
+  runWalkers,
+  setupWalkers,
+  type WalkerOptions,
+  type WalkerResult,
+} from '../support/walkers.js';
+import {
   type Broker,
   ChaosRedis,
   chaos_dir,
@@ -80,6 +87,13 @@ export interface RunOptions {
   /** Shared Redis URL; default: a Redis of the run's own (needed when the scenario kills it). */
   redis_url?: string;
   node_env?: Record<string, string>;
+  /**
+   * The scenario's faults follow each other faster than the cluster can recover, on purpose (a kill loop):
+   * only the last one must be recovered from. Otherwise a fault not recovered before the next fails the run.
+   */
+  faults_overlap?: boolean;
+  /** Walkers of the dependent workload (test/support/walkers.ts) beside the random mix; default 6. */
+  walkers?: number;
   /** Upper bound on the whole run's load phase. */
   load_max_ms?: number;
   seed?: number;
@@ -97,11 +111,16 @@ export class ChaosRun {
   /** Deposit ids acknowledged outside the driver. */
   readonly acknowledged_deposits = new Set<string>();
   redis: ChaosRedis | null = null;
+  /** The dependent workload's outcome, once the load stopped. */
+  walker_result: WalkerResult | null = null;
   slots: NodeSlot[] = [];
   accounts: { customers: string[]; merchants: string[] } = { customers: [], merchants: [] };
   #turn = 0;
   #driver: Promise<DriverResult> | null = null;
   #driver_opts: DriverOptions | null = null;
+  #walkers: Promise<WalkerResult> | null = null;
+  #walkers_stop = false;
+  #walker_opts: WalkerOptions | null = null;
   #load_started_s = 0;
   #started_ms = Date.now();
 
@@ -141,6 +160,18 @@ export class ChaosRun {
     await this.slots[0]!.start();
     await Promise.all(this.slots.slice(1).map((s) => s.start()));
     this.accounts = await openAccounts(this.base, 'x', this.o.customers ?? 300, this.o.merchants ?? 100);
+    this.#walker_opts = {
+      base: this.base,
+      walkers_total: this.o.walkers ?? 6,
+      rounds_total: 10_000,
+      done: () => this.#walkers_stop,
+      prefix: 'w',
+      currency: 'USD',
+      deposit_amount: 1_000_000_000,
+      // A broker outage or a restore lasts longer than a client's usual patience; the walker keeps asking.
+      retry_window_ms: 150_000,
+    };
+    await setupWalkers(this.#walker_opts);
   }
 
   now(): number {
@@ -162,6 +193,7 @@ export class ChaosRun {
       progress: { sent: 0 },
     };
     this.#driver = drive(this.#driver_opts);
+    if (this.#walker_opts) this.#walkers = runWalkers(this.#walker_opts);
   }
 
   /** Runs a fault from now until `fn` resolves, and marks it. */
@@ -196,8 +228,13 @@ export class ChaosRun {
     const timeout = new Promise<null>((r) => {
       timer = setTimeout(() => r(null), timeout_ms);
     });
+    this.#walkers_stop = true; // each walker ends the round it is in
     const result = await Promise.race([this.#driver, timeout]);
+    const walkers = await Promise.race([this.#walkers ?? Promise.resolve(null), timeout]);
     clearTimeout(timer); // a pending timer would hold the process (and node:test) open
+    if (this.#walkers && !walkers)
+      this.failures.push(`walkers did not finish within ${timeout_ms} ms of stop`);
+    this.walker_result = walkers;
     this.monitor.uninstall();
     if (!result) this.failures.push(`load driver did not finish within ${timeout_ms} ms of stop`);
     return result;
@@ -206,7 +243,17 @@ export class ChaosRun {
   async verify(driver: DriverResult | null): Promise<ChaosVerdict | null> {
     const acknowledged = [...(driver?.acknowledged_payments ?? []), ...this.extra_acknowledged];
     const accounts = [...this.accounts.customers, ...this.accounts.merchants];
-    const run = { acknowledged, accounts, acknowledged_deposits: [...this.acknowledged_deposits] };
+    const walkers = this.walker_result;
+    acknowledged.push(...(walkers?.payments ?? []));
+    const acknowledged_refunds = (walkers?.acknowledged_writes ?? [])
+      .filter((w) => w.op === 'refund')
+      .map((w) => w.id);
+    const run = {
+      acknowledged,
+      accounts,
+      acknowledged_deposits: [...this.acknowledged_deposits],
+      acknowledged_refunds,
+    };
     writeRunLog(join(chaos_dir, this.o.name, 'run.json'), run);
     const ready = this.slots.find((s) => s.ready);
     if (!ready) {
@@ -220,6 +267,24 @@ export class ChaosRun {
       base: ready.base,
     });
     if (violated(verdict)) this.failures.push(`verifier: ${verdict.violations.slice(0, 5).join('; ')}`);
+    if (walkers && this.#walker_opts) {
+      // Every answer matched the model; every refund settles and every balance is the model's, read back.
+      const settle = await checkWalkerSettlement(
+        { ...this.#walker_opts, base: () => ready.base },
+        walkers.payments,
+        Date.now() + 60_000,
+      );
+      const divergences = [...walkers.divergences, ...settle];
+      this.checks.walkers = {
+        rounds: walkers.payments.length,
+        requests: walkers.requests_total,
+        retries: walkers.retries,
+        divergences: divergences.length,
+      };
+      if (divergences.length > 0) this.failures.push(`walkers: ${divergences.slice(0, 3).join('; ')}`);
+      if (walkers.payments.length < (this.#walker_opts.walkers_total ?? 0))
+        this.failures.push(`walkers walked only ${walkers.payments.length} rounds`);
+    }
     return verdict;
   }
 
@@ -290,6 +355,14 @@ export class ChaosRun {
     if (recovered_s.length > 0 && recovered_s[recovered_s.length - 1] === null)
       report.failures.push(`not recovered (lag < 1000, p99 < ${p99_limit_ms} ms) after the last fault`);
     if (unrecovered > 0) report.checks.faults_not_recovered_before_next = unrecovered;
+    // Each fault but the last must be recovered from before the next one, unless the scenario chains them
+    // on purpose: a fault the cluster never got over would otherwise pass unnoticed behind a later one.
+    const unrecovered_before_next = this.marks
+      .slice(0, -1)
+      .map((mark, i) => (recovered_s[i] === null ? mark.label : null))
+      .filter((label) => label !== null);
+    if (!this.o.faults_overlap && unrecovered_before_next.length > 0)
+      report.failures.push(`not recovered before the next fault: ${unrecovered_before_next.join(', ')}`);
     if ((driver?.gave_up ?? 0) > 0) report.failures.push(`driver gave up on ${driver?.gave_up} requests`);
     report.passed = report.failures.length === 0 && verdict !== null;
     return report;

@@ -41,6 +41,7 @@ export async function killLoop(ctx: ScenarioContext): Promise<ScenarioReport> {
   const kills_total = ctx.size === 'full' ? 20 : 3;
   const run = new ChaosRun({
     name: 'node-kill-loop',
+    faults_overlap: true, // a kill or a membership change every few seconds, on purpose
     title: `(1) node SIGKILL loop: ${kills_total} kills at random moments across 2 nodes, restarts`,
     broker: ctx.broker,
     nodes: 2,
@@ -263,6 +264,7 @@ export async function rebalanceStorm(ctx: ScenarioContext): Promise<ScenarioRepo
   const changes_total = ctx.size === 'full' ? 16 : 4;
   const run = new ChaosRun({
     name: 'rebalance-storm',
+    faults_overlap: true, // a kill or a membership change every few seconds, on purpose
     title: `(6) rebalance storm: ${changes_total} joins/leaves (SIGTERM) every 3–5 s over 3 node slots`,
     broker: ctx.broker,
     nodes: 3,
@@ -457,6 +459,9 @@ export async function gatewayFuzz(ctx: ScenarioContext): Promise<ScenarioReport>
     const result = await run.fault('fuzzing', () => untracked(() => fuzzGateway(slot, duration_ms)));
     run.checks.fuzz = result;
     if (result.errors_5xx.length > 0) run.failures.push(`5xx answers: ${result.errors_5xx.slice(0, 3)}`);
+    // Raw-socket garbage may be closed without an answer (not HTTP); a request fetch could send may not.
+    if (result.transport_errors.length > 0)
+      run.failures.push(`requests reset or unanswered: ${result.transport_errors.slice(0, 3)}`);
     if (!result.node_alive) run.failures.push('the node died or stopped answering /healthz');
     if (result.rss_mb.max - result.rss_mb.start > 300)
       run.failures.push(`RSS grew ${result.rss_mb.start} → ${result.rss_mb.max} MB`);

@@ -34,6 +34,7 @@ describe('chaos (short): node kills, Redis loss, broker restart, drain — nothi
   it('keeps every acknowledged payment exactly once and recovers after each fault', async () => {
     const run = new ChaosRun({
       name: 'short',
+      faults_overlap: true, // kills 2 s apart, then Redis and the broker: only the last must recover
       title: 'short chaos: 2 node kills, Redis restart + flush + kill, broker kill, drain',
       broker,
       nodes: 2,

@@ -219,7 +219,9 @@ describe('gateway API (in-process, in-memory ledger)', { timeout: 120_000 }, () 
     assertError(await pay(gw, { surprise: true }), 400, 'invalid_request', 'surprise');
   });
 
-  it('refunds: partial, several, never above captured', async () => {
+  // The in-memory ledger settles legs synchronously: this pins the gateway's refund routes and errors, and
+  // proves nothing about the engine (that is test/integration/sequential.test.ts and the walkers).
+  it('refunds (unit, in-memory ledger): partial, several, never above captured', async () => {
     const paid = await pay(gw, { amount: 900 });
     const first = await http(gw, 'POST', '/v1/refunds', { payment: paid.body.id, amount: 400 });
     assert.equal(first.status, 201, first.text);

@@ -18,6 +18,8 @@ export interface WalkerOptions {
   prefix: string;
   currency: string;
   deposit_amount: number;
+  /** How long one request is sent again after a 202, a 5xx or a transport error. Default 30 s. */
+  retry_window_ms?: number;
 }
 
 export interface WalkerResult {
@@ -84,8 +86,9 @@ async function walk(
 ): Promise<void> {
   const diverge = (what: string) => result.divergences.push(`walker ${walker}: ${what}`);
   const post = (path: string, body: unknown, key: string) =>
-    settled(result, () => postOnce(opts.base(), path, body, key));
-  const getJson = (path: string) => settled(result, () => getOnce(opts.base(), path));
+    settled(result, opts.retry_window_ms ?? 30_000, () => postOnce(opts.base(), path, body, key));
+  const getJson = (path: string) =>
+    settled(result, opts.retry_window_ms ?? 30_000, () => getOnce(opts.base(), path));
   for (let round = 0; round < opts.rounds_total && !opts.done?.(); round++) {
     const key = `${opts.prefix}-w${walker}-r${round}`;
     const created = await post(
@@ -160,14 +163,16 @@ async function walk(
 /**
  * The answer a client ends up with: a 202 (processing: the reply timed out, the command may still commit),
  * a 5xx or a transport error is sent again with the same Idempotency-Key, which answers the stored outcome
- * once there is one. Bounded: 60 attempts, at most ~30 s. Gives a 599 when it never settles.
+ * once there is one. Bounded by `window_ms` (and 1,000 attempts). Gives a 599 when it never settles.
  */
 async function settled(
   result: WalkerResult,
+  window_ms: number,
   send: () => Promise<{ status: number; body: Record<string, unknown> }>,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   let last = { status: 599, body: {} as Record<string, unknown> };
-  for (let attempt = 0; attempt < 60; attempt++) {
+  const deadline_ms = Date.now() + window_ms;
+  for (let attempt = 0; attempt < 1_000 && Date.now() < deadline_ms; attempt++) {
     try {
       last = await send();
       if (last.status !== 202 && last.status < 500) return last;
