@@ -10,8 +10,10 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { Checkpoints } from './streams/checkpoints.js';
 import { createKafka, parseBrokers } from './streams/kafka.js';
+import { installTransactionalRetries } from './streams/kafka-retries.js';
 import { StreamProcessor } from './streams/processor.js';
 import { ensureTopics, replyTopic, topicNames } from './streams/topics.js';
+import { coordinator_retry_policy } from './streams/transaction.js';
 
 /** Composition root: config → Redis → Kafka topics → lanes → stream processor → replies → gateway. */
 async function main(): Promise<void> {
@@ -22,6 +24,10 @@ async function main(): Promise<void> {
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
   const redis = await connectRedis(config, log);
   const kafka = createKafka({ brokers, client_id: `${config.kafka_client_id}-${config.node_id}`, log });
+  // kafkajs sends AddOffsetsToTxn and EndTxn once: their coordinator-busy answers are retried here.
+  installTransactionalRetries(kafka, coordinator_retry_policy, (error) =>
+    metrics.transaction_retries_total.inc({ error }),
+  );
   await prepareTopics(kafka, config, brokers, log);
 
   const names = topicNames(config.topic_prefix);
