@@ -251,8 +251,9 @@ export class ChaosRun {
     const run = {
       acknowledged,
       accounts,
-      acknowledged_deposits: [...this.acknowledged_deposits],
-      acknowledged_refunds,
+      acknowledged_deposits: [...this.acknowledged_deposits, ...(driver?.acknowledged_deposits ?? [])],
+      acknowledged_refunds: [...acknowledged_refunds, ...(driver?.acknowledged_refunds ?? [])],
+      acknowledged_captures: driver?.acknowledged_captures ?? [],
     };
     writeRunLog(join(chaos_dir, this.o.name, 'run.json'), run);
     const ready = this.slots.find((s) => s.ready);

@@ -42,6 +42,8 @@ export interface RunLog {
   acknowledged_deposits?: string[];
   /** Ids of acknowledged refunds (201): each exactly one `refund_created` (its outcome: the fold checks). */
   acknowledged_refunds?: string[];
+  /** Payment ids whose capture was acknowledged (200): each exactly one `payment_captured`. */
+  acknowledged_captures?: string[];
 }
 
 export async function verifyLedger(opts: {
@@ -59,13 +61,17 @@ export async function verifyLedger(opts: {
   const raw = events as unknown as Record<string, unknown>[];
   const duplicates = duplicateCommands(raw);
   const deposits_missing = missingDeposits(raw, opts.run.acknowledged_deposits ?? []);
-  const refunds_wrong = refundsNotOnce(raw, opts.run.acknowledged_refunds ?? []);
+  const refunds_wrong = [
+    ...onceEach(raw, 'refund_created', 'refund_id', opts.run.acknowledged_refunds ?? []),
+    ...onceEach(raw, 'payment_captured', 'payment_id', opts.run.acknowledged_captures ?? []),
+  ];
   return {
     ...verdict,
     acknowledged:
       verdict.acknowledged +
       (opts.run.acknowledged_deposits?.length ?? 0) +
-      (opts.run.acknowledged_refunds?.length ?? 0),
+      (opts.run.acknowledged_refunds?.length ?? 0) +
+      (opts.run.acknowledged_captures?.length ?? 0),
     missing: verdict.missing + deposits_missing.length + refunds_wrong.length,
     events_total: events.length,
     duplicate_commands: duplicates.length,
@@ -91,15 +97,19 @@ export function missingDeposits(events: Record<string, unknown>[], acknowledged:
     .map((id) => `deposit ${id} acknowledged, never applied`);
 }
 
-export function refundsNotOnce(events: Record<string, unknown>[], acknowledged: string[]): string[] {
-  const created = new Map<string, number>();
-  for (const e of events) {
-    if (e.type === 'refund_created')
-      created.set(String(e.refund_id), (created.get(String(e.refund_id)) ?? 0) + 1);
-  }
+/** Acknowledged ids that do not have exactly one event of `type` (matched on its `field`). */
+export function onceEach(
+  events: Record<string, unknown>[],
+  type: string,
+  field: string,
+  acknowledged: string[],
+): string[] {
+  const seen = new Map<string, number>();
+  for (const e of events)
+    if (e.type === type) seen.set(String(e[field]), (seen.get(String(e[field])) ?? 0) + 1);
   return acknowledged
-    .filter((id) => created.get(id) !== 1)
-    .map((id) => `refund ${id} acknowledged, created ${created.get(id) ?? 0}× (not once)`);
+    .filter((id) => seen.get(id) !== 1)
+    .map((id) => `${id} acknowledged, ${type} ${seen.get(id) ?? 0}× (not once)`);
 }
 
 export function violated(v: ChaosVerdict): boolean {

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { verifyLedger } from '../chaos/verify.js';
 import { readEvents } from '../support/ledger-verifier.js';
-import { drive, getJson, post, rng } from '../support/load-driver.js';
+import { type DriverResult, drive, getJson, post, rng } from '../support/load-driver.js';
 import {
   brokers,
   cleanup,
@@ -55,9 +55,16 @@ async function flushRedis(topic_prefix: string): Promise<void> {
   await redis.quit();
 }
 
-/** The chaos suite's verifier (one verifier everywhere): fold, duplicates by command, deposits, refunds. */
-async function verify(topic_prefix: string, base: string, acknowledged: Set<string>, accounts: string[]) {
-  return verifyLedger({ brokers, topic_prefix, base, run: { acknowledged: [...acknowledged], accounts } });
+/** The chaos suite's verifier (one verifier everywhere): fold, duplicates by command, every acknowledged write. */
+async function verify(topic_prefix: string, base: string, result: DriverResult, accounts: string[]) {
+  const run = {
+    acknowledged: [...result.acknowledged_payments],
+    accounts,
+    acknowledged_deposits: result.acknowledged_deposits,
+    acknowledged_refunds: result.acknowledged_refunds,
+    acknowledged_captures: result.acknowledged_captures,
+  };
+  return verifyLedger({ brokers, topic_prefix, base, run });
 }
 
 describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }, () => {
@@ -121,7 +128,7 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
     assert.ok(kills >= 5, `killed ${kills} times`);
     assert.ok(result.sent >= 20_000, `sent ${result.sent}`);
     assert.equal(result.gave_up, 0);
-    const verdict = await verify(topic_prefix, node.base, result.acknowledged_payments, [
+    const verdict = await verify(topic_prefix, node.base, result, [
       ...accounts.customers,
       ...accounts.merchants,
     ]);
@@ -169,7 +176,7 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
     load_done = true;
     await bouncer;
     assert.ok(bounces >= 1, `node-b restarted ${bounces} times`);
-    const verdict = await verify(topic_prefix, a.base, result.acknowledged_payments, [
+    const verdict = await verify(topic_prefix, a.base, result, [
       ...accounts.customers,
       ...accounts.merchants,
     ]);

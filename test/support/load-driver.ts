@@ -23,6 +23,11 @@ export interface DriverOptions {
 export interface DriverResult {
   /** Payment ids acknowledged with 201/402 (or 202 processing: durable, must be applied once). */
   acknowledged_payments: Set<string>;
+  /** Other acknowledged writes, each of which must be in the log exactly once: captured payment ids (200),
+   * refund ids (201), deposit ids (201; the command id). */
+  acknowledged_captures: string[];
+  acknowledged_refunds: string[];
+  acknowledged_deposits: string[];
   sent: number;
   acknowledged: number;
   retries: number;
@@ -75,6 +80,9 @@ export async function drive(opts: DriverOptions): Promise<DriverResult> {
   const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)]!;
   const result: DriverResult = {
     acknowledged_payments: new Set(),
+    acknowledged_captures: [],
+    acknowledged_refunds: [],
+    acknowledged_deposits: [],
     sent: 0,
     acknowledged: 0,
     retries: 0,
@@ -122,10 +130,23 @@ export async function drive(opts: DriverOptions): Promise<DriverResult> {
       result.by_status[res.status] = (result.by_status[res.status] ?? 0) + 1;
       if (res.status >= 200 && res.status < 300) result.acknowledged++;
       if (path === '/v1/payments') record(res, result, authorized, captured);
+      else recordWrite(path, res, result);
     }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, (_, lane) => worker(lane)));
   return result;
+}
+
+function recordWrite(
+  path: string,
+  res: { status: number; body: Record<string, unknown> },
+  result: DriverResult,
+) {
+  const id = typeof res.body.id === 'string' ? res.body.id : null;
+  if (id === null) return;
+  if (path === '/v1/deposits' && res.status === 201) result.acknowledged_deposits.push(id);
+  else if (path === '/v1/refunds' && res.status === 201) result.acknowledged_refunds.push(id);
+  else if (path.endsWith('/capture') && res.status === 200) result.acknowledged_captures.push(id);
 }
 
 function record(
