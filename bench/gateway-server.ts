@@ -27,8 +27,8 @@ import { errorReply, KafkaLedger, type Ledger } from '../src/gateway/ledger.js';
 import type { ReplyWaiter } from '../src/gateway/replies.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
+import { partitionOf } from '../src/protocol/route.js';
 import { createKafka, parseBrokers } from '../src/streams/kafka.js';
-import { partitionOf } from '../src/streams/route.js';
 
 /** What a committed `create_payment` reply looks like (the payment view), made from the command itself. */
 export function syntheticReply(command: Command): Reply {

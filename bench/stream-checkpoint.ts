@@ -7,8 +7,8 @@
  * empty events topic. A restart then loads it exactly as after a real run, with no tail replay.
  */
 import { performance } from 'node:perf_hooks';
-import { DirtyTracker, takeDelta } from '../src/actors/checkpoint-delta.js';
 import { apply, createPartitionState, type PartitionState, shard } from '../src/domain/index.js';
+import { DirtyTracker, takeDelta } from '../src/protocol/checkpoint-delta.js';
 import type { Checkpoints } from '../src/streams/checkpoints.js';
 import { accountIds } from './stream-workload.js';
 

@@ -11,8 +11,8 @@
 import { performance } from 'node:perf_hooks';
 import { type Kafka, type Message, Partitioners } from 'kafkajs';
 import { type Command, paymentIdFor, shard } from '../src/domain/index.js';
-import { partitionOf } from '../src/streams/route.js';
-import { type CommandEnvelope, encode } from '../src/streams/wire.js';
+import { partitionOf } from '../src/protocol/route.js';
+import { type CommandEnvelope, encode } from '../src/protocol/wire.js';
 
 export interface Workload {
   messages: Message[];

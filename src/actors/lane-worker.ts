@@ -10,9 +10,14 @@ import {
   InvariantError,
   type PartitionState,
 } from '../domain/index.js';
-import { partitionOf } from '../streams/route.js';
-import { type BatchOutput, type CommandEnvelope, decode, encodeOwned } from '../streams/wire.js';
-import { type CheckpointParts, DirtyTracker, stateFromParts, takeDelta } from './checkpoint-delta.js';
+import {
+  type CheckpointParts,
+  DirtyTracker,
+  stateFromParts,
+  takeDelta,
+} from '../protocol/checkpoint-delta.js';
+import { partitionOf } from '../protocol/route.js';
+import { type BatchOutput, type CommandEnvelope, decode, encodeOwned } from '../protocol/wire.js';
 import type { LaneStats, LaneTask } from './protocol.js';
 
 /**

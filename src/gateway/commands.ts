@@ -1,8 +1,8 @@
 import { type Kafka, type Message, Partitioners, type Producer } from 'kafkajs';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { type CommandEnvelope, encode } from '../protocol/wire.js';
 import { producerStateLost } from '../streams/kafka-errors.js';
-import { type CommandEnvelope, encode } from '../streams/wire.js';
 
 interface Queued {
   message: Message;

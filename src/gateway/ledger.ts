@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Command, makeError, type Reply } from '../domain/index.js';
 import type { Logger } from '../log.js';
-import { partitionOf } from '../streams/route.js';
+import { partitionOf } from '../protocol/route.js';
 import { type CommandSender, ProduceQueueFull } from './commands.js';
 import type { ReplyWaiter } from './replies.js';
 

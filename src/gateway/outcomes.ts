@@ -3,7 +3,7 @@ import type { Consumer, Kafka } from 'kafkajs';
 import type { DomainEvent } from '../domain/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { decode } from '../streams/wire.js';
+import { decode } from '../protocol/wire.js';
 import { encodeFrame } from './frames.js';
 import { type MerchantScope, type MerchantScopes, tagOfOwnedId } from './scope.js';
 

@@ -3,7 +3,7 @@ import type { Consumer, Kafka } from 'kafkajs';
 import type { Reply } from '../domain/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { decode, type ReplyRecord } from '../streams/wire.js';
+import { decode, type ReplyRecord } from '../protocol/wire.js';
 
 interface Pending {
   deadline_ms: number;

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import type { CheckpointDelta, CheckpointParts, Entry } from '../actors/checkpoint-delta.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { CheckpointDelta, CheckpointParts, Entry } from '../protocol/checkpoint-delta.js';
 
 const write_script = readFileSync(new URL('./checkpoint.lua', import.meta.url), 'utf8');
 const read_script = readFileSync(new URL('./checkpoint-read.lua', import.meta.url), 'utf8');

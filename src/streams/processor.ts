@@ -10,14 +10,16 @@ import type {
   RecordMetadata,
 } from 'kafkajs';
 import { AssignerProtocol, Partitioners } from 'kafkajs';
-import type { CheckpointDelta } from '../actors/checkpoint-delta.js';
 import { type Lanes, ReplayDisagreementError } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { CheckpointDelta } from '../protocol/checkpoint-delta.js';
+import { partitionOf } from '../protocol/route.js';
+import { type BatchOutput, decode, encode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient, kafkaErrorType } from './kafka-errors.js';
 import { CheckpointAheadError, replayPartitions } from './restore.js';
-import { partitionOf } from './route.js';
+import { Task, type TaskState } from './task.js';
 import type { TopicNames } from './topics.js';
 import {
   commitTransaction,
@@ -26,45 +28,6 @@ import {
   type RetryPolicy,
   type TopicMessages,
 } from './transaction.js';
-import { type BatchOutput, decode, encode, encodeOwned, type ReplyRecord } from './wire.js';
-
-/**
- * Task state of one input partition (Kafka Streams vocabulary):
- *
- *   CREATED ──▶ RESTORING ──▶ RUNNING ──▶ CLOSED
- *                   ▲            │
- *                   └── FAILED ◀─┘   (transaction failed: state dropped, rebuilt from the changelog)
- */
-type TaskState = 'CREATED' | 'RESTORING' | 'RUNNING' | 'FAILED' | 'CLOSED';
-const transitions: Record<TaskState, TaskState[]> = {
-  CREATED: ['RESTORING', 'CLOSED'],
-  RESTORING: ['RUNNING', 'FAILED', 'CLOSED'],
-  RUNNING: ['FAILED', 'CLOSED'],
-  FAILED: ['RESTORING', 'CLOSED'],
-  CLOSED: [],
-};
-
-interface Task {
-  partition: number;
-  state: TaskState;
-  producer: Producer | null;
-  restored: Promise<void>;
-  /** Next offset of this partition in the events topic; what a checkpoint taken now covers. */
-  events_next_offset: bigint;
-  last_checkpoint_ms: number;
-  checkpoint_in_flight: boolean;
-  changed_since_checkpoint: boolean;
-  /**
-   * Next command offset of a read-only chunk answered without a transaction: it rides in the partition's
-   * next transaction, or in an offsets-only one after `deferred_offset_flush_ms`. Null when none waits.
-   */
-  offset_deferred: bigint | null;
-  offset_deferred_since_ms: number;
-  /** Chunks and deferred-offset commits of one task take turns: one transaction of a producer at a time. */
-  turn: Promise<void>;
-  /** Why the last restore attempt failed (shown on /readyz); `permanent` when retrying cannot help. */
-  restore_error: { reason: string; attempts: number; permanent: boolean } | null;
-}
 
 export interface ProcessorOptions {
   kafka: Kafka;
@@ -237,27 +200,14 @@ export class StreamProcessor {
   }
 
   #createTask(partition: number): Task {
-    const task: Task = {
-      partition,
-      state: 'CREATED',
-      producer: null,
-      restored: Promise.resolve(),
-      events_next_offset: 0n,
-      last_checkpoint_ms: Date.now(),
-      checkpoint_in_flight: false,
-      changed_since_checkpoint: false,
-      offset_deferred: null,
-      offset_deferred_since_ms: 0,
-      turn: Promise.resolve(),
-      restore_error: null,
-    };
+    const task = new Task(partition, Date.now());
     this.#tasks.set(partition, task);
     return task;
   }
 
   /** Restores several partitions with one changelog replay; each task's `restored` settles with it. */
   #restore(tasks: Task[]): Promise<void> {
-    for (const task of tasks) transition(task, 'RESTORING');
+    for (const task of tasks) task.transition('RESTORING');
     const done = this.#restoreRetrying(tasks);
     for (const task of tasks) task.restored = done;
     return done;
@@ -380,7 +330,7 @@ export class StreamProcessor {
       const offset = committed.get(task.partition) ?? '0';
       this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset });
       task.restore_error = null;
-      transition(task, 'RUNNING');
+      task.transition('RUNNING');
     }
     this.#o.metrics.restore_events_replayed_total.inc(result.events_replayed);
     this.#o.metrics.restore_duration_seconds.observe((performance.now() - started) / 1000);
@@ -488,22 +438,7 @@ export class StreamProcessor {
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
   #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
-    return this.#inTurn(task, () => this.#applyAndCommit(task, chunk));
-  }
-
-  /** Runs `fn` after the task's previous turn (a chunk or a deferred-offset commit) has ended. */
-  async #inTurn<T>(task: Task, fn: () => Promise<T>): Promise<T> {
-    const previous = task.turn;
-    let release = () => {};
-    task.turn = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
+    return task.inTurn(() => this.#applyAndCommit(task, chunk));
   }
 
   async #applyAndCommit(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
@@ -533,8 +468,7 @@ export class StreamProcessor {
       // Read-only (no events, follow-ups or replies for other nodes): every earlier chunk of the partition
       // has committed, so answering now is linearizable and needs no transaction. Re-applying it after a
       // crash changes no state, so its offset can wait for the next transaction.
-      if (task.offset_deferred === null) task.offset_deferred_since_ms = Date.now();
-      task.offset_deferred = next_offset;
+      task.deferOffset(next_offset, Date.now());
       this.#o.metrics.offsets_deferred_total.inc();
       if (local.length > 0) this.#o.local_replies?.deliver(local);
       return true;
@@ -575,7 +509,7 @@ export class StreamProcessor {
       metadata = await commitTransaction(producer, request, policy, retried);
     }
     // The offset committed covers every deferred read-only chunk before it.
-    if (task.offset_deferred !== null && task.offset_deferred <= next_offset) task.offset_deferred = null;
+    task.offsetCommitted(next_offset);
     const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);
     if (events_end !== null) task.events_next_offset = events_end;
     this.#o.metrics.transaction_commit_duration_seconds.observe((performance.now() - started) / 1000);
@@ -592,7 +526,7 @@ export class StreamProcessor {
 
   /** Commits the task's deferred offset, if one still waits; a failure rebuilds like any other. */
   #commitDeferred(task: Task): Promise<void> {
-    return this.#inTurn(task, async () => {
+    return task.inTurn(async () => {
       const offset = task.offset_deferred;
       if (offset === null || task.state !== 'RUNNING') return;
       try {
@@ -660,7 +594,7 @@ export class StreamProcessor {
       'transaction failed; rebuilding partition',
     );
     if (task.state === 'CLOSED') return; // revoked meanwhile: the new owner starts from the last commit
-    transition(task, 'FAILED');
+    task.transition('FAILED');
     task.offset_deferred = null; // the rebuild seeks to the committed offset: those reads are applied again
     const old = task.producer;
     task.producer = null;
@@ -683,12 +617,12 @@ export class StreamProcessor {
         await this.#closeTask(task);
         return;
       }
-      transition(task, 'RESTORING');
+      task.transition('RESTORING');
       task.restored = this.#restoreNow([task]); // seeks to the committed offset read after the fence
       await task.restored;
     } catch (err) {
       task.restored = Promise.resolve();
-      if (task.state === 'RESTORING' || task.state === 'RUNNING') transition(task, 'FAILED');
+      if (task.state === 'RESTORING' || task.state === 'RUNNING') task.transition('FAILED');
       const attempts = (task.restore_error?.attempts ?? 0) + 1;
       const reason = `${(err as Error)?.name}: ${(err as Error)?.message}`;
       task.restore_error = { reason, attempts, permanent: !isTransient(err) };
@@ -803,7 +737,7 @@ export class StreamProcessor {
   async #closeTask(task: Task, wait_disconnect = false): Promise<void> {
     if (task.state === 'CLOSED') return;
     const restoring = task.state === 'RESTORING'; // its restore releases the lane state when it ends
-    transition(task, 'CLOSED');
+    task.transition('CLOSED');
     this.#tasks.delete(task.partition);
     this.#o.metrics.consumer_lag_records.remove({ partition: String(task.partition) });
     const disconnected = task.producer?.disconnect().catch(() => {});
@@ -836,10 +770,4 @@ function disagreeingPartition(err: unknown): number | null {
 /** A commit attempted for a task closed while its chunk was on the lane: nothing is sent or rebuilt. */
 class TaskNotRunningError extends Error {
   override name = 'TaskNotRunningError';
-}
-function transition(task: Task, to: TaskState): void {
-  if (!transitions[task.state].includes(to)) {
-    throw new Error(`task invariant: partition ${task.partition} cannot go ${task.state} → ${to}`);
-  }
-  task.state = to;
 }

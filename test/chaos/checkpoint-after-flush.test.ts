@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { DirtyTracker, stateFromParts, takeDelta } from '../../src/actors/checkpoint-delta.js';
 import {
   apply,
   type Command,
@@ -13,6 +12,7 @@ import {
 } from '../../src/domain/index.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
+import { DirtyTracker, stateFromParts, takeDelta } from '../../src/protocol/checkpoint-delta.js';
 import { Checkpoints } from '../../src/streams/checkpoints.js';
 import { freePort } from '../integration/helpers.js';
 

@@ -214,10 +214,15 @@ export class ChaosRun {
     return Math.max(200, Math.round(1.5 * (baseline ?? 0)));
   }
 
-  /** Waits (bounded) for the cluster to be healthy again after the last fault. */
+  /**
+   * Waits (bounded) for the cluster to be healthy again after the last fault; not recovered within the
+   * bound fails the run (a scenario that awaits recovery between faults means the cluster must get there).
+   */
   async awaitRecovery(timeout_ms = 90_000): Promise<void> {
     const last = this.marks[this.marks.length - 1];
-    if (last) await this.monitor.waitRecovered(last.end_s, timeout_ms, this.p99LimitMs());
+    if (!last) return;
+    const at = await this.monitor.waitRecovered(last.end_s, timeout_ms, this.p99LimitMs());
+    if (at === null) this.failures.push(`not recovered within ${timeout_ms / 1000} s after "${last.label}"`);
   }
 
   /** Stops issuing new commands; the ones in flight finish (bounded). */

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import kafkajs, { type Kafka, type Producer } from 'kafkajs';
 import { CommandSender } from '../../src/gateway/commands.js';
 import { createMetrics } from '../../src/metrics.js';
-import type { CommandEnvelope } from '../../src/streams/wire.js';
+import type { CommandEnvelope } from '../../src/protocol/wire.js';
 import { protocolError } from '../support/kafka-errors.js';
 
 const out_of_order = () =>

@@ -15,7 +15,7 @@ import { createGateway, type GatewayStack } from '../../src/gateway/index.js';
 import { errorReply, type Ledger } from '../../src/gateway/ledger.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
-import { partitionOf } from '../../src/streams/route.js';
+import { partitionOf } from '../../src/protocol/route.js';
 
 export const redis_url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const key_a = 'sk_test_merchant_a_0123456789';

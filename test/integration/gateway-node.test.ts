@@ -5,7 +5,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import WebSocket from 'ws';
 import type { DomainEvent } from '../../src/domain/index.js';
 import { findPanRuns } from '../../src/gateway/card.js';
-import { decode } from '../../src/streams/wire.js';
+import { decode } from '../../src/protocol/wire.js';
 import { brokers, cleanup, type NodeProcess, redis_url, startNode, stopNode, uniqueName } from './helpers.js';
 
 /**

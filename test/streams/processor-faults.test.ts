@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { Kafka } from 'kafkajs';
-import { stateFromParts } from '../../src/actors/checkpoint-delta.js';
 import { Lanes } from '../../src/actors/lanes.js';
 import {
   type Command,
@@ -17,11 +16,12 @@ import {
 } from '../../src/domain/index.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
+import { stateFromParts } from '../../src/protocol/checkpoint-delta.js';
+import { partitionOf } from '../../src/protocol/route.js';
+import { decode, encode } from '../../src/protocol/wire.js';
 import { Checkpoints } from '../../src/streams/checkpoints.js';
 import { StreamProcessor } from '../../src/streams/processor.js';
-import { partitionOf } from '../../src/streams/route.js';
 import { topicNames } from '../../src/streams/topics.js';
-import { decode, encode } from '../../src/streams/wire.js';
 import { redis_url } from '../integration/helpers.js';
 import { metricValue } from '../support/metrics.js';
 import { type Fault, ScriptedCluster, type Step } from '../support/scripted-kafka.js';

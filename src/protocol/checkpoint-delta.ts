@@ -13,7 +13,7 @@ import {
   type StoredRecord,
   worldAccountId,
 } from '../domain/index.js';
-import { decode, encodeOwned } from '../streams/wire.js';
+import { decode, encodeOwned } from './wire.js';
 
 /**
  * Incremental checkpoints. A lane remembers which entities of a partition changed since its last
