@@ -175,14 +175,15 @@ export class StreamProcessor {
     const tasks = [...this.#tasks.values()];
     await Promise.all(tasks.map((task) => this.#commitDeferred(task)));
     await this.#consumer.disconnect();
-    await Promise.all([...this.#tasks.values()].map((task) => this.#closeTask(task, true)));
+    await Promise.all(tasks.map((task) => this.#closeTask(task, true)));
     await this.#admin.disconnect();
   }
 
   /**
    * Closes revoked tasks and starts restoring fresh ones without waiting for the restore: a restore waits
    * out a broker outage, and the next assignment (which may revoke what is being restored) must not wait
-   * for it. A restore failure that is not transient is a bug: it stops the node.
+   * for it. A restore that cannot finish is named on readiness (#restoreRetrying); only an unexpected
+   * error escaping it stops the node.
    */
   async #onAssignment(assigned: number[], rejoined: boolean): Promise<void> {
     if (rejoined && this.#tasks.size > 0) {
@@ -254,7 +255,11 @@ export class StreamProcessor {
     }
     this.#o.metrics.restore_failures_total.inc();
     const partitions = tasks.map((t) => t.partition);
-    if (permanent) this.#o.log.error({ partitions, err: reason }, 'restore cannot finish; see docs/runbooks');
+    if (permanent)
+      this.#o.log.error(
+        { partitions, err: reason },
+        'restore cannot finish; runbook: docs/runbooks/restore-not-finishing.md',
+      );
     else this.#o.log.warn({ partitions, err: reason, attempt: attempts }, 'restore failed; retrying');
   }
 
