@@ -35,8 +35,8 @@ export class CheckpointAheadError extends Error {
 
 /**
  * Replays the changelog (events topic, read_committed) of the given partitions from their offsets up to the
- * last stable offset seen at start, or further where a target's `to_min` says so. kafkajs has no manual assign, so a throwaway consumer group subscribes,
- * pauses what it does not need and seeks the rest. Control records (transaction markers) never reach
+ * last stable offset seen at start, or further where a target's `to_min` says so. kafkajs has no manual
+ * assign, so a throwaway consumer group subscribes, pauses what it does not need and seeks the rest. Control records (transaction markers) never reach
  * eachBatch, so progress is tracked through END_BATCH_PROCESS, which also fires for control-only batches.
  */
 export async function replayPartitions(opts: {

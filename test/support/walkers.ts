@@ -5,7 +5,9 @@ import { getJson as getOnce, post as postOnce } from './load-driver.js';
  * and runs authorize → GET → capture → GET → refund → GET → over-refund (refused) → GET → refund → GET →
  * refund 1 (refused) → GET, in sequence. Every answer is checked against a model of the walker's own
  * acknowledged answers, so a read that misses a preceding acknowledged write, or a refund accepted beyond what
- * the model allows, is a divergence. Bounded: walkers × rounds × 12 requests, each with a 10 s timeout.
+ * the model allows, is a divergence. A 202, a 5xx or a transport error is sent again with the same
+ * Idempotency-Key (what a client does), within `retry_window_ms`. Bounded: walkers × rounds × 12 requests,
+ * each attempt with a 10 s timeout, each request within its retry window.
  */
 export interface WalkerOptions {
   base: () => string;
