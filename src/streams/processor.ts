@@ -5,7 +5,6 @@ import type {
   EachBatchPayload,
   Kafka,
   KafkaMessage,
-  Message,
   Producer,
   RecordMetadata,
 } from 'kafkajs';
@@ -14,8 +13,7 @@ import { type Lanes, ReplayDisagreementError } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { CheckpointDelta } from '../protocol/checkpoint-delta.js';
-import { partitionOf } from '../protocol/route.js';
-import { type BatchOutput, decode, encode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
+import { type BatchOutput, decode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient, kafkaErrorType } from './kafka-errors.js';
 import { CheckpointAheadError, replayPartitions } from './restore.js';
@@ -26,6 +24,7 @@ import {
   default_retry_policy,
   eventsEndAfter,
   type RetryPolicy,
+  routeRecords,
   type TopicMessages,
 } from './transaction.js';
 
@@ -456,7 +455,9 @@ export class StreamProcessor {
     const local: ReplyRecord[] = [];
     try {
       output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
-      records = this.#records(task.partition, output, local);
+      const { names, partitions_total } = this.#o;
+      const local_topic = this.#o.local_replies?.topic ?? null;
+      records = routeRecords(task.partition, output, { names, partitions_total, local_topic }, local);
     } catch (err) {
       this.#fatal(err, `partition ${task.partition}: lane or routing invariant failed`);
       throw err;
@@ -540,50 +541,6 @@ export class StreamProcessor {
         if (!(err instanceof TaskNotRunningError)) await this.#recover(task, err);
       }
     });
-  }
-
-  /** The batch's records by topic; replies for this node's own gateway go to `local` instead. */
-  #records(
-    partition: number,
-    output: BatchOutput,
-    local: ReplyRecord[],
-  ): { topic: string; messages: Message[] }[] {
-    const { names, partitions_total } = this.#o;
-    const local_topic = this.#o.local_replies?.topic;
-    const groups: { topic: string; messages: Message[] }[] = [];
-    if (output.events.length > 0) {
-      groups.push({
-        topic: names.events,
-        messages: output.events.map((e) => ({ partition, key: e.account_id, value: encode(e) })),
-      });
-    }
-    const by_topic = new Map<string, Message[]>();
-    for (const r of output.replies) {
-      if (r.reply_to === local_topic) {
-        local.push({ request_id: r.request_id, reply: r.reply });
-        continue;
-      }
-      const list = by_topic.get(r.reply_to) ?? [];
-      list.push({
-        partition: 0,
-        key: r.request_id,
-        value: encode({ request_id: r.request_id, reply: r.reply }),
-      });
-      by_topic.set(r.reply_to, list);
-    }
-    for (const [topic, messages] of by_topic) groups.push({ topic, messages });
-    if (output.follow_ups.length > 0) {
-      groups.push({
-        topic: names.commands,
-        messages: output.follow_ups.map((f) => {
-          const target = partitionOf(f.command, partitions_total);
-          if (target === null)
-            throw new Error(`routing invariant: follow-up ${f.command.command_id} has no owner`);
-          return { partition: target, key: f.command.command_id, value: encode(f) };
-        }),
-      });
-    }
-    return groups;
   }
 
   /**

@@ -1,5 +1,8 @@
 import type { Message, RecordMetadata } from 'kafkajs';
+import { partitionOf } from '../protocol/route.js';
+import { type BatchOutput, encode, type ReplyRecord } from '../protocol/wire.js';
 import { kafkaErrorType } from './kafka-errors.js';
+import type { TopicNames } from './topics.js';
 
 /**
  * One Kafka transaction of a task: its consumed offset, then its records, then EndTxn. The subset of a
@@ -172,4 +175,52 @@ export function eventsEndAfter(metadata: RecordMetadata[], events_topic: string,
     );
   }
   return BigInt(meta.baseOffset) + BigInt(events_total);
+}
+
+/**
+ * A lane batch's output as the records of its transaction: events to the partition's changelog partition,
+ * replies to the reply topics of other nodes' gateways (replies for this node's own gateway go to `local`,
+ * handed over once the transaction commits), follow-up legs to the partition that owns their account. A
+ * follow-up without an owner is a bug in the domain: it throws (the caller stops the node).
+ */
+export function routeRecords(
+  partition: number,
+  output: BatchOutput,
+  route: { names: TopicNames; partitions_total: number; local_topic: string | null },
+  local: ReplyRecord[],
+): TopicMessages[] {
+  const groups: TopicMessages[] = [];
+  if (output.events.length > 0) {
+    groups.push({
+      topic: route.names.events,
+      messages: output.events.map((e) => ({ partition, key: e.account_id, value: encode(e) })),
+    });
+  }
+  const by_topic = new Map<string, Message[]>();
+  for (const r of output.replies) {
+    if (r.reply_to === route.local_topic) {
+      local.push({ request_id: r.request_id, reply: r.reply });
+      continue;
+    }
+    const list = by_topic.get(r.reply_to) ?? [];
+    list.push({
+      partition: 0,
+      key: r.request_id,
+      value: encode({ request_id: r.request_id, reply: r.reply }),
+    });
+    by_topic.set(r.reply_to, list);
+  }
+  for (const [topic, messages] of by_topic) groups.push({ topic, messages });
+  if (output.follow_ups.length > 0) {
+    groups.push({
+      topic: route.names.commands,
+      messages: output.follow_ups.map((f) => {
+        const target = partitionOf(f.command, route.partitions_total);
+        if (target === null)
+          throw new Error(`routing invariant: follow-up ${f.command.command_id} has no owner`);
+        return { partition: target, key: f.command.command_id, value: encode(f) };
+      }),
+    });
+  }
+  return groups;
 }

@@ -2,12 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { RecordMetadata } from 'kafkajs';
+import { shard } from '../../src/domain/index.js';
+import { type BatchOutput, decode, type ReplyRecord } from '../../src/protocol/wire.js';
+import { topicNames } from '../../src/streams/topics.js';
 import {
   commitTransaction,
   coordinatorBusyType,
   default_retry_policy,
   eventsEndAfter,
   retryBusy,
+  routeRecords,
   StepFailedError,
   type TopicMessages,
   type TransactionalProducer,
@@ -308,5 +312,73 @@ describe('transaction: error classes and the events end', () => {
     assert.equal(eventsEndAfter(meta, 'events', 3), 43n);
     assert.equal(eventsEndAfter([], 'events', 0), null);
     assert.throws(() => eventsEndAfter([], 'events', 2), /transaction invariant/);
+  });
+});
+
+describe('transaction: routing a lane batch into its records', () => {
+  const names = topicNames('rt');
+  const route = { names, partitions_total: 8, local_topic: 'rt.replies.me' };
+  const reply = { ok: true, status: 200, body: {} } as const;
+  const output = (extra: Partial<BatchOutput>): BatchOutput =>
+    ({ events: [], replies: [], follow_ups: [], rejected: [], dirty_total: 0, ...extra }) as BatchOutput;
+
+  it('events to the partition, own replies kept local, others grouped by reply topic, legs to their owner', () => {
+    const local: ReplyRecord[] = [];
+    const payee = 'acct_payee';
+    const records = routeRecords(
+      3,
+      output({
+        events: [{ type: 'deposited', event_id: 'e1', account_id: 'a', amount: 1, time_ms: 0 } as never],
+        replies: [
+          { reply_to: 'rt.replies.me', request_id: 'r1', reply },
+          { reply_to: 'rt.replies.other', request_id: 'r2', reply },
+          { reply_to: 'rt.replies.other', request_id: 'r3', reply },
+        ] as never,
+        follow_ups: [
+          {
+            command: { type: 'credit', command_id: 'leg1', time_ms: 0, account_id: payee } as never,
+            reply_to: null,
+            request_id: null,
+            traceparent: null,
+          },
+        ],
+      }),
+      route,
+      local,
+    );
+    assert.deepEqual(local, [{ request_id: 'r1', reply }]);
+    assert.deepEqual(
+      records.map((r) => [r.topic, r.messages.map((m) => m.partition)]),
+      [
+        [names.events, [3]],
+        ['rt.replies.other', [0, 0]],
+        [names.commands, [shard(payee) % 8]],
+      ],
+    );
+    assert.deepEqual(
+      records[1]!.messages.map((m) => decode<ReplyRecord>(m.value as Buffer).request_id),
+      ['r2', 'r3'],
+    );
+  });
+
+  it('a read-only batch has no records at all (it takes no transaction)', () => {
+    const local: ReplyRecord[] = [];
+    const only_local = output({ replies: [{ reply_to: 'rt.replies.me', request_id: 'r', reply }] as never });
+    assert.deepEqual(routeRecords(0, only_local, route, local), []);
+    assert.equal(local.length, 1);
+  });
+
+  it('a follow-up leg without an owner is a routing invariant', () => {
+    const orphan = output({
+      follow_ups: [
+        {
+          command: { type: 'expire_authorizations', command_id: 'x', time_ms: 0 } as never,
+          reply_to: null,
+          request_id: null,
+          traceparent: null,
+        },
+      ],
+    });
+    assert.throws(() => routeRecords(0, orphan, route, []), /routing invariant: follow-up x has no owner/);
   });
 });
