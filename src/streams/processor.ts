@@ -9,15 +9,15 @@ import type {
   RecordMetadata,
 } from 'kafkajs';
 import { AssignerProtocol, Partitioners } from 'kafkajs';
-import { type Lanes, ReplayDisagreementError } from '../actors/lanes.js';
+import type { Lanes } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { CheckpointDelta } from '../protocol/checkpoint-delta.js';
 import { type BatchOutput, decode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient, kafkaErrorType } from './kafka-errors.js';
-import { CheckpointAheadError, replayPartitions } from './restore.js';
 import { Task, type TaskState } from './task.js';
+import { TaskRestorer } from './task-restore.js';
 import type { TopicNames } from './topics.js';
 import {
   commitTransaction,
@@ -81,6 +81,7 @@ export class StreamProcessor {
   readonly #o: ProcessorOptions;
   readonly #consumer: Consumer;
   readonly #admin: Admin;
+  readonly #restorer: TaskRestorer;
   readonly #tasks = new Map<number, Task>();
   readonly #group_id: string;
   #joined = false;
@@ -105,6 +106,16 @@ export class StreamProcessor {
       maxBytesPerPartition: 1_048_576,
     });
     this.#admin = opts.kafka.admin();
+    this.#restorer = new TaskRestorer({
+      ...opts,
+      ensureProducer: (task) => this.#ensureProducer(task),
+      keepOwned: (tasks) => this.#keepOwned(tasks),
+      committedOffsets: (partitions) => this.#committedOffsets(partitions),
+      seek: (partition, offset) => this.#consumer.seek({ topic: opts.names.commands, partition, offset }),
+      releaseRevoked: (tasks) => this.#releaseRevoked(tasks),
+      stopping: () => this.#stopping,
+      fatal: (err, what) => this.#fatal(err, what),
+    });
   }
 
   /** Ready when the group is joined and every assigned partition is restored. */
@@ -208,151 +219,9 @@ export class StreamProcessor {
   /** Restores several partitions with one changelog replay; each task's `restored` settles with it. */
   #restore(tasks: Task[]): Promise<void> {
     for (const task of tasks) task.transition('RESTORING');
-    const done = this.#restoreRetrying(tasks);
+    const done = this.#restorer.restoreRetrying(tasks);
     for (const task of tasks) task.restored = done;
     return done;
-  }
-
-  /**
-   * A broker that is loaded, electing leaders or restarting answers NOT_LEADER, timeouts or closed
-   * connections for a while, and a broker outage lasts as long as it lasts: transient failures are retried,
-   * with a backoff capped at 5 s, for as long as the partitions stay assigned (readyz stays 503 meanwhile).
-   * Anything else is a bug and stops the node (crash-only: it restarts and rejoins).
-   */
-  async #restoreRetrying(tasks: Task[]): Promise<void> {
-    try {
-      for (let attempt = 1; attempt <= restore_attempts_max; attempt++) {
-        if (this.#stopping) return;
-        try {
-          // Ownership is asked of the coordinator before each attempt: a restore that outlived its assignment
-          // (an outage, a session that expired meanwhile) must not re-initialize the transactional id and
-          // fence the partition's rightful new owner.
-          const pending = await this.#keepOwned(tasks.filter((task) => task.state === 'RESTORING'));
-          if (pending.length === 0) return;
-          return await this.#restoreNow(pending);
-        } catch (err) {
-          const permanent = !isTransient(err);
-          this.#restoreFailed(tasks, err, attempt, permanent);
-          // The changelog itself does not fold (a checkpoint was already ruled out): retrying cannot help,
-          // and restarting would loop the same way. The partition stays out of service, named on /readyz.
-          if (permanent) return;
-          const backoff_ms = Math.min(500 * 2 ** attempt, restore_backoff_ms_max);
-          await new Promise((resolve) => setTimeout(resolve, backoff_ms));
-        }
-      }
-      // Crash-only: a restart rejoins with fresh connections; the reason was logged and shown meanwhile.
-      this.#fatal(new Error(`restore failed ${restore_attempts_max} times`), 'restore');
-    } finally {
-      await this.#releaseRevoked(tasks); // also those revoked between two attempts
-    }
-  }
-
-  #restoreFailed(tasks: Task[], err: unknown, attempts: number, permanent: boolean): void {
-    const reason = `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
-    for (const task of tasks) {
-      if (task.state === 'RESTORING') task.restore_error = { reason, attempts, permanent };
-    }
-    this.#o.metrics.restore_failures_total.inc();
-    const partitions = tasks.map((t) => t.partition);
-    if (permanent)
-      this.#o.log.error(
-        { partitions, err: reason },
-        'restore cannot finish; runbook: docs/runbooks/restore-not-finishing.md',
-      );
-    else this.#o.log.warn({ partitions, err: reason, attempt: attempts }, 'restore failed; retrying');
-  }
-
-  /**
-   * Loads each task's checkpoint and replays its changelog on top, then seeks its commands to the committed
-   * offset. A checkpoint that disagrees with the log (ahead of it, or an event that does not apply on it) is
-   * dropped and its partition replayed from the start: at most once per partition, so the loop is bounded.
-   */
-  async #restoreNow(tasks: Task[]): Promise<void> {
-    const started = performance.now();
-    // Initializing each transactional id fences any zombie, and the coordinator answers it only once the
-    // previous producer's open transaction is settled (markers written): the last stable offset read next is
-    // final for the partition. (kafkajs' connect() initializes only an idempotent id, which fences nothing.)
-    await Promise.all(tasks.map((task) => this.#ensureProducer(task)));
-    const without_checkpoint = new Set<number>();
-    try {
-      for (let attempt = 0; ; attempt++) {
-        const from_checkpoint = new Set<number>();
-        try {
-          return await this.#replayInto(tasks, without_checkpoint, from_checkpoint, started);
-        } catch (err) {
-          const partition = disagreeingPartition(err);
-          // Without a checkpoint it is the changelog itself that does not fold: nothing to drop.
-          if (partition === null || !from_checkpoint.has(partition) || attempt >= tasks.length) throw err;
-          without_checkpoint.add(partition);
-          await this.#dropCheckpoint(partition, err);
-        }
-      }
-    } finally {
-      await this.#releaseRevoked(tasks);
-    }
-  }
-
-  async #replayInto(
-    tasks: Task[],
-    without_checkpoint: Set<number>,
-    from_checkpoint: Set<number>,
-    started: number,
-  ): Promise<void> {
-    const targets = new Map<number, { from: bigint; to_min: bigint }>();
-    const by_partition = new Map(tasks.map((task) => [task.partition, task]));
-    // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
-    const live = (partition: number) => by_partition.get(partition)?.state === 'RESTORING';
-    for (const task of tasks) {
-      const use = !without_checkpoint.has(task.partition);
-      const checkpoint = use ? await this.#o.checkpoints.load(task.partition) : null;
-      if (!live(task.partition)) continue;
-      if (checkpoint) from_checkpoint.add(task.partition);
-      await this.#o.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
-      // A rebuild never ends short of this task's own commits (events_next_offset after the last one).
-      targets.set(task.partition, { from: checkpoint?.offset ?? 0n, to_min: task.events_next_offset });
-    }
-    if (targets.size === 0) return;
-    const result = await replayPartitions({
-      kafka: this.#o.kafka,
-      topic: this.#o.names.events,
-      group_prefix: this.#o.app_id,
-      targets,
-      timeout_ms: this.#o.restore_timeout_ms,
-      log: this.#o.log,
-      onEvents: async (partition, values) => {
-        if (live(partition)) await this.#o.lanes.replay(partition, encodeOwned(values));
-      },
-    });
-    // Read after our fence, like the changelog's end: state and position both reflect every transaction
-    // committed before it. Batches kafkajs fetched from an older position (its offset fetch at join time may
-    // predate a commit of the previous owner, or of a zombie) become stale with the seek and are dropped, so
-    // no command is applied on top of a state that already holds it.
-    const committed = await this.#committedOffsets(tasks.map((task) => task.partition));
-    for (const task of tasks) {
-      if (task.state !== 'RESTORING') continue;
-      task.events_next_offset = result.end.get(task.partition) ?? 0n;
-      const offset = committed.get(task.partition) ?? '0';
-      this.#consumer.seek({ topic: this.#o.names.commands, partition: task.partition, offset });
-      task.restore_error = null;
-      task.transition('RUNNING');
-    }
-    this.#o.metrics.restore_events_replayed_total.inc(result.events_replayed);
-    this.#o.metrics.restore_duration_seconds.observe((performance.now() - started) / 1000);
-    this.#o.log.info(
-      { partitions: tasks.map((t) => t.partition), events_replayed: result.events_replayed },
-      'partitions restored',
-    );
-  }
-
-  /** Deletes a checkpoint the log contradicts, so a new (full) one can be written. */
-  async #dropCheckpoint(partition: number, err: unknown): Promise<void> {
-    const reason = err instanceof CheckpointAheadError ? 'ahead_of_changelog' : 'does_not_fold';
-    this.#o.metrics.checkpoints_dropped_total.inc({ reason });
-    this.#o.log.error(
-      { partition, reason, err: (err as Error).message },
-      'checkpoint disagrees with the changelog: dropped, replaying the partition from the start',
-    );
-    await this.#o.checkpoints.drop(partition);
   }
 
   /**
@@ -580,7 +449,7 @@ export class StreamProcessor {
         return;
       }
       task.transition('RESTORING');
-      task.restored = this.#restoreNow([task]); // seeks to the committed offset read after the fence
+      task.restored = this.#restorer.restoreNow([task]); // seeks to the committed offset read after the fence
       await task.restored;
     } catch (err) {
       task.restored = Promise.resolve();
@@ -715,19 +584,8 @@ export class StreamProcessor {
   }
 }
 
-const restore_backoff_ms_max = 5_000;
-/** Restore attempts on transient failures (≈ 10 min at the capped backoff) before the node restarts. */
-const restore_attempts_max = 120;
 /** A read-only chunk's offset waits at most this long for a transaction to ride in. */
 const deferred_offset_flush_ms = 100;
-
-/** The partition whose checkpoint the changelog contradicts, or null for any other failure. */
-function disagreeingPartition(err: unknown): number | null {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if (e instanceof ReplayDisagreementError || e instanceof CheckpointAheadError) return e.partition;
-  }
-  return null;
-}
 
 /** A commit attempted for a task closed while its chunk was on the lane: nothing is sent or rebuilt. */
 class TaskNotRunningError extends Error {
