@@ -2,7 +2,8 @@
 // default configuration (own topic and Redis prefixes, so runs never mix with `npm start`'s data) runs the
 // dependent walker workload, then is stopped (SIGTERM) and restarted; each run checks every answer against the
 // model, that every refund settles, every balance, the node's transaction metrics, and the restart's time to
-// ready. Exits 1 on any divergence. Needs `npm run build` and a broker (KAFKA_BROKERS, or the local one).
+// ready. Exits 1 on any divergence. The npm script builds and starts the local broker (as `npm start` does);
+// KAFKA_BROKERS points it at another.
 import { parseArgs } from 'node:util';
 import { cleanup, type NodeProcess, startNode, stopNode, uniqueName } from '../integration/helpers.js';
 import { metricValue } from './metrics.js';
