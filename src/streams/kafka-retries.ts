@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { coordinatorBusyType, type RetryPolicy } from './transaction.js';
+import { type RetryPolicy, retryBusy } from './transaction.js';
 
 /**
  * kafkajs sends AddOffsetsToTxn and EndTxn once, outside any retrier, and leaves its transaction state
@@ -77,21 +77,16 @@ function retryingCoordinator(
       if (typeof property !== 'string' || !wrapped_methods.has(property)) return value.bind(target);
       return async (args: unknown) => {
         let coordinator = target as Record<string, (a: unknown) => Promise<unknown>>;
-        let backoff_ms = policy.backoff_ms_first;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            return await coordinator[property]!.call(coordinator, args);
-          } catch (err) {
-            const type = coordinatorBusyType(err);
-            if (type === null || attempt >= policy.attempts_max) throw err;
-            onRetry(type);
-            await new Promise((resolve) => setTimeout(resolve, backoff_ms));
-            backoff_ms = Math.min(backoff_ms * 2, policy.backoff_ms_max);
-            if (type === 'NOT_COORDINATOR' || type === 'COORDINATOR_NOT_AVAILABLE') {
-              coordinator = (await refind()) as typeof coordinator;
-            }
-          }
-        }
+        let moved = false;
+        const send = async () => {
+          if (moved) coordinator = (await refind()) as typeof coordinator;
+          moved = false;
+          return coordinator[property]!.call(coordinator, args);
+        };
+        return retryBusy(send, policy, (type) => {
+          onRetry(type);
+          moved = type === 'NOT_COORDINATOR' || type === 'COORDINATOR_NOT_AVAILABLE';
+        });
       };
     },
   });
