@@ -28,7 +28,9 @@ import type { ReplyWaiter } from '../src/gateway/replies.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import { partitionOf } from '../src/protocol/route.js';
-import { createKafka, parseBrokers } from '../src/streams/kafka.js';
+import { parseBrokers } from '../src/streams/kafka-port.js';
+import { createKafka } from '../src/streams/kafkajs/client.js';
+import { kafkajsPort } from '../src/streams/kafkajs/index.js';
 
 /** What a committed `create_payment` reply looks like (the payment view), made from the command itself. */
 export function syntheticReply(command: Command): Reply {
@@ -174,7 +176,7 @@ async function main(): Promise<void> {
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
   const kafka = createKafka({ brokers, client_id: `bench-gateway-${process.pid}`, log });
   const sender = new CommandSender({
-    kafka,
+    kafka: kafkajsPort(kafka),
     topic,
     linger_ms: config.produce_linger_ms,
     batch_max: config.produce_batch_max,

@@ -31,7 +31,8 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import { createKafka, parseBrokers } from '../src/streams/kafka.js';
+import { parseBrokers } from '../src/streams/kafka-port.js';
+import { createKafka } from '../src/streams/kafkajs/client.js';
 import { formatSummary, summarizeProfile } from './gateway-profile.js';
 
 const quick = process.argv.includes('--quick');

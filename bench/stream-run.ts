@@ -14,12 +14,34 @@ import type { Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import { Checkpoints } from '../src/streams/checkpoints.js';
+import type { KafkaPort } from '../src/streams/kafka-port.js';
 import { StreamProcessor } from '../src/streams/processor.js';
 import { replayPartitions } from '../src/streams/restore.js';
 import type { TopicNames } from '../src/streams/topics.js';
+import type { CommitterFactory } from '../src/streams/transaction.js';
+
+/**
+ * What exactly-once costs is measured against this: no transactions, a plain idempotent producer per
+ * partition, and the consumer commits the offset after the records are produced, so a crash between the two
+ * applies the chunk twice. Bench only: the node has no way to select it.
+ */
+const atLeastOnceCommitter: CommitterFactory = (ctx) => {
+  const producer = ctx.kafka.producer();
+  return {
+    connect: () => producer.connect(),
+    commit: async ({ offset, records }) => {
+      const acks = records.length > 0 ? await producer.sendBatch({ topicMessages: records, acks: -1 }) : [];
+      await ctx.commitOffsets([{ partition: offset.partition, offset: offset.offset.toString() }]);
+      return acks;
+    },
+    disconnect: () => producer.disconnect(),
+  };
+};
 
 export interface Env {
   kafka: Kafka;
+  /** The node's port over `kafka`: what the processor and the replay use. */
+  port: KafkaPort;
   admin: Admin;
   redis: Redis;
   log: Logger;
@@ -65,7 +87,7 @@ async function wire(
     log_interval_ms: 10_000,
   });
   const processor = new StreamProcessor({
-    kafka: env.kafka,
+    kafka: env.port,
     lanes,
     checkpoints,
     names: o.names,
@@ -78,7 +100,7 @@ async function wire(
     restore_timeout_ms: 600_000,
     log: env.log,
     metrics,
-    guarantee: o.guarantee,
+    ...(o.guarantee === 'at_least_once' ? { committer: atLeastOnceCommitter } : {}),
   });
   return { processor, lanes, metrics, lanes_boot_ms };
 }
@@ -296,7 +318,7 @@ async function recordsAfterCommitted(env: Env, group_id: string, topic: string):
     targets.set(p.partition, { from: BigInt(p.offset === '-1' ? '0' : p.offset) });
   }
   const result = await replayPartitions({
-    kafka: env.kafka,
+    kafka: env.port,
     topic,
     group_prefix: `${group_id}.verify`,
     targets,

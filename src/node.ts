@@ -9,11 +9,10 @@ import { ReplyWaiter } from './gateway/replies.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { Checkpoints } from './streams/checkpoints.js';
-import { createKafka, parseBrokers } from './streams/kafka.js';
-import { installTransactionalRetries } from './streams/kafka-retries.js';
+import { type KafkaPort, parseBrokers } from './streams/kafka-port.js';
+import { createKafkajsPort } from './streams/kafkajs/index.js';
 import { StreamProcessor } from './streams/processor.js';
 import { ensureTopics, replyTopic, topicNames } from './streams/topics.js';
-import { coordinator_retry_policy } from './streams/transaction.js';
 
 /** Composition root: config → Redis → Kafka topics → lanes → stream processor → replies → gateway. */
 async function main(): Promise<void> {
@@ -23,11 +22,12 @@ async function main(): Promise<void> {
   const keys = ApiKeys.parse(config.api_keys);
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
   const redis = await connectRedis(config, log);
-  const kafka = createKafka({ brokers, client_id: `${config.kafka_client_id}-${config.node_id}`, log });
-  // kafkajs sends AddOffsetsToTxn and EndTxn once: their coordinator-busy answers are retried here.
-  installTransactionalRetries(kafka, coordinator_retry_policy, (error) =>
-    metrics.transaction_retries_total.inc({ error }),
-  );
+  const kafka = createKafkajsPort({
+    brokers,
+    client_id: `${config.kafka_client_id}-${config.node_id}`,
+    log,
+    onCoordinatorRetry: (error) => metrics.transaction_retries_total.inc({ error }),
+  });
   await prepareTopics(kafka, config, brokers, log);
 
   const names = topicNames(config.topic_prefix);
@@ -176,13 +176,8 @@ async function connectRedis(config: Config, log: Logger): Promise<Redis> {
   return redis;
 }
 
-async function prepareTopics(
-  kafka: ReturnType<typeof createKafka>,
-  config: Config,
-  brokers: string[],
-  log: Logger,
-) {
-  const admin = kafka.admin({ retry: { retries: 1, initialRetryTime: 200, maxRetryTime: 500 } });
+async function prepareTopics(kafka: KafkaPort, config: Config, brokers: string[], log: Logger) {
+  const admin = kafka.admin({ quick: true });
   try {
     await admin.connect();
   } catch (err) {

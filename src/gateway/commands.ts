@@ -1,11 +1,11 @@
-import { type Kafka, type Message, Partitioners, type Producer } from 'kafkajs';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { type CommandEnvelope, encode } from '../protocol/wire.js';
 import { producerStateLost } from '../streams/kafka-errors.js';
+import type { KafkaPort, OutRecord, Producer } from '../streams/kafka-port.js';
 
 interface Queued {
-  message: Message;
+  message: OutRecord;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -46,13 +46,13 @@ export class CommandSender {
   #connected = false;
 
   constructor(opts: {
-    kafka: Kafka;
+    kafka: KafkaPort;
     topic: string;
     linger_ms: number;
     batch_max: number;
     metrics: Metrics;
     log?: Logger;
-    /** Tests only: where producers come from (default: an idempotent kafkajs producer of `kafka`). */
+    /** Tests only: where producers come from (default: the port's idempotent producer). */
     createProducer?: () => Producer;
   }) {
     this.#topic = opts.topic;
@@ -61,16 +61,7 @@ export class CommandSender {
     this.#queue_max = opts.batch_max * 64;
     this.#metrics = opts.metrics;
     this.#log = opts.log ?? null;
-    this.#create =
-      opts.createProducer ??
-      (() =>
-        opts.kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          // Every record names its partition; this only silences kafkajs' start-up warning about its default.
-          createPartitioner: Partitioners.DefaultPartitioner,
-        }));
+    this.#create = opts.createProducer ?? (() => opts.kafka.producer());
     this.#producer = this.#create();
   }
 
@@ -83,7 +74,7 @@ export class CommandSender {
     if (this.#queue.length >= this.#queue_max)
       return Promise.reject(new ProduceQueueFull('produce queue full'));
     const headers = envelope.traceparent ? { traceparent: envelope.traceparent } : undefined;
-    const message: Message = { partition, key, value: encode(envelope), ...(headers ? { headers } : {}) };
+    const message: OutRecord = { partition, key, value: encode(envelope), ...(headers ? { headers } : {}) };
     return new Promise((resolve, reject) => {
       this.#queue.push({ message, resolve, reject });
       this.#schedule();
@@ -145,7 +136,7 @@ export class CommandSender {
     this.#connected = true;
   }
 
-  async #send(messages: Message[]): Promise<void> {
+  async #send(messages: OutRecord[]): Promise<void> {
     if (!this.#connected) await this.#connect();
     await this.#producer.sendBatch({ topicMessages: [{ topic: this.#topic, messages }], acks: -1 });
   }

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
-import type { Kafka } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { KafkaPort } from '../streams/kafka-port.js';
 import type { ApiKeys } from './auth.js';
 import { IdempotencyFence } from './fence.js';
 import type { Ledger } from './ledger.js';
@@ -33,7 +33,7 @@ export function createGateway(opts: {
   keys: ApiKeys;
   ledger: Ledger;
   /** With the events topic: WebSocket subscriptions to committed payment outcomes. */
-  feed: { kafka: Kafka; events_topic: string } | null;
+  feed: { kafka: KafkaPort; events_topic: string } | null;
   ready: () => boolean;
   notReady?: () => unknown;
   log: Logger;

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
 import type { DomainEvent } from '../domain/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decode } from '../protocol/wire.js';
+import type { GroupConsumer, KafkaPort } from '../streams/kafka-port.js';
 import { encodeFrame } from './frames.js';
 import { type MerchantScope, type MerchantScopes, tagOfOwnedId } from './scope.js';
 
@@ -21,7 +21,7 @@ export type Publish = (
  * (a socket that was away misses outcomes; `GET /v1/payments/:id` is the way to catch up).
  */
 export class OutcomeFeed {
-  readonly #kafka: Kafka;
+  readonly #kafka: KafkaPort;
   readonly #topic: string;
   readonly #group_id: string;
   readonly #session_timeout_ms: number;
@@ -29,11 +29,11 @@ export class OutcomeFeed {
   readonly #log: Logger;
   readonly #metrics: Metrics;
   #publish: Publish | null = null;
-  #consumer: Consumer | null = null;
+  #consumer: GroupConsumer | null = null;
   #started: Promise<void> | null = null;
 
   constructor(opts: {
-    kafka: Kafka;
+    kafka: KafkaPort;
     topic: string;
     group_id: string;
     session_timeout_ms: number;
@@ -74,27 +74,26 @@ export class OutcomeFeed {
 
   async #start(): Promise<void> {
     const consumer = this.#kafka.consumer({
-      groupId: `${this.#group_id}.${randomUUID()}`,
-      readUncommitted: false,
-      maxWaitTimeInMs: 50,
-      sessionTimeout: this.#session_timeout_ms,
-      heartbeatInterval: Math.max(500, Math.floor(this.#session_timeout_ms / 10)),
+      group_id: `${this.#group_id}.${randomUUID()}`,
+      topic: this.#topic,
+      from: 'latest',
+      max_wait_ms: 50,
+      session_timeout_ms: this.#session_timeout_ms,
     });
     this.#consumer = consumer;
-    await consumer.connect();
     let joined = false;
+    let resolveFetched = () => {};
     const fetched = new Promise<void>((resolve) => {
-      consumer.on(consumer.events.GROUP_JOIN, () => {
-        joined = true;
-      });
-      consumer.on(consumer.events.FETCH, () => {
-        if (joined) resolve();
-      });
+      resolveFetched = resolve;
     });
-    await consumer.subscribe({ topic: this.#topic, fromBeginning: false });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
+    await consumer.start({
+      onAssignment: () => {
+        joined = true;
+      },
+      onFetch: () => {
+        if (joined) resolveFetched();
+      },
+      onBatch: async (batch) => {
         for (const message of batch.messages) if (message.value) this.#deliver(message.value);
       },
     });

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
 import type { Reply } from '../domain/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decode, type ReplyRecord } from '../protocol/wire.js';
+import type { GroupConsumer, KafkaPort } from '../streams/kafka-port.js';
 
 interface Pending {
   deadline_ms: number;
@@ -17,7 +17,7 @@ interface Pending {
  */
 export class ReplyWaiter {
   readonly #pending = new Map<string, Pending>();
-  readonly #consumer: Consumer;
+  readonly #consumer: GroupConsumer;
   readonly #topic: string;
   readonly #timeout_ms: number;
   readonly #pending_max: number;
@@ -26,7 +26,7 @@ export class ReplyWaiter {
   #joined = false;
 
   constructor(opts: {
-    kafka: Kafka;
+    kafka: KafkaPort;
     topic: string;
     group_id: string;
     timeout_ms: number;
@@ -42,12 +42,13 @@ export class ReplyWaiter {
     // A fresh group per process incarnation: a killed predecessor's member would otherwise hold the reply
     // partition until its session expires, and nothing is lost by skipping replies nobody waits for. The
     // group commits no offsets, so the broker drops it as soon as it is empty.
+    // Only replies to requests made from now on matter; older ones have no waiter.
     this.#consumer = opts.kafka.consumer({
-      groupId: `${opts.group_id}.${randomUUID()}`,
-      readUncommitted: false,
-      maxWaitTimeInMs: 10,
-      sessionTimeout: opts.session_timeout_ms,
-      heartbeatInterval: Math.max(500, Math.floor(opts.session_timeout_ms / 10)),
+      group_id: `${opts.group_id}.${randomUUID()}`,
+      topic: opts.topic,
+      from: 'latest',
+      max_wait_ms: 10,
+      session_timeout_ms: opts.session_timeout_ms,
     });
   }
 
@@ -60,15 +61,11 @@ export class ReplyWaiter {
   }
 
   async start(): Promise<void> {
-    await this.#consumer.connect();
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => {
-      this.#joined = true;
-    });
-    // Only replies to requests made from now on matter; older ones have no waiter.
-    await this.#consumer.subscribe({ topic: this.#topic, fromBeginning: false });
-    await this.#consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
+    await this.#consumer.start({
+      onAssignment: () => {
+        this.#joined = true;
+      },
+      onBatch: async (batch) => {
         let delivered = 0;
         for (const message of batch.messages)
           if (message.value && this.#deliver(decode<ReplyRecord>(message.value))) delivered++;

@@ -1,14 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import type {
-  Admin,
-  Consumer,
-  EachBatchPayload,
-  Kafka,
-  KafkaMessage,
-  Producer,
-  RecordMetadata,
-} from 'kafkajs';
-import { AssignerProtocol, Partitioners } from 'kafkajs';
 import type { Lanes } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -16,20 +6,23 @@ import type { CheckpointDelta } from '../protocol/checkpoint-delta.js';
 import { type BatchOutput, decode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient, kafkaErrorType } from './kafka-errors.js';
+import type { Admin, FetchedBatch, GroupConsumer, InRecord, KafkaPort } from './kafka-port.js';
 import { Task, type TaskState } from './task.js';
 import { TaskRestorer } from './task-restore.js';
 import type { TopicNames } from './topics.js';
 import {
-  commitTransaction,
+  type Committer,
+  type CommitterFactory,
   default_retry_policy,
   eventsEndAfter,
   type RetryPolicy,
   routeRecords,
   type TopicMessages,
+  transactionalCommitter,
 } from './transaction.js';
 
 export interface ProcessorOptions {
-  kafka: Kafka;
+  kafka: KafkaPort;
   lanes: Lanes;
   checkpoints: Checkpoints;
   names: TopicNames;
@@ -49,11 +42,10 @@ export interface ProcessorOptions {
   log: Logger;
   metrics: Metrics;
   /**
-   * Bench only (bench/stream.bench.ts); never set from config. 'at_least_once' drops the transactions: a plain
-   * idempotent producer per partition, and the consumer commits the offset after the batch is produced, so a
-   * crash between the two applies the batch twice. It exists to measure what exactly-once costs.
+   * Bench only (bench/stream-run.ts injects an at-least-once one to measure what exactly-once costs); never
+   * set from config. Default: one Kafka transaction per commit (transactionalCommitter).
    */
-  guarantee?: 'exactly_once' | 'at_least_once';
+  committer?: CommitterFactory;
   /**
    * This node's gateway: replies addressed to `topic` are handed to `deliver` once their transaction has
    * committed, instead of being produced to the node's reply topic and read back. Replies to other nodes'
@@ -79,7 +71,7 @@ export interface PartitionNotReady {
  */
 export class StreamProcessor {
   readonly #o: ProcessorOptions;
-  readonly #consumer: Consumer;
+  readonly #consumer: GroupConsumer;
   readonly #admin: Admin;
   readonly #restorer: TaskRestorer;
   readonly #tasks = new Map<number, Task>();
@@ -96,14 +88,17 @@ export class StreamProcessor {
     this.#o = opts;
     this.#group_id = `${opts.app_id}.processor`;
     this.#consumer = opts.kafka.consumer({
-      groupId: this.#group_id,
-      readUncommitted: false,
-      maxWaitTimeInMs: 20,
-      // After a kill -9 the group waits this long for the dead member before its partitions move.
-      sessionTimeout: opts.session_timeout_ms,
-      heartbeatInterval: Math.max(500, Math.floor(opts.session_timeout_ms / 10)),
+      group_id: this.#group_id,
+      topic: opts.names.commands,
+      from: 'earliest',
+      max_wait_ms: 20,
+      session_timeout_ms: opts.session_timeout_ms,
       // A batch past this is cut into lane batches of batch_size_max anyway.
-      maxBytesPerPartition: 1_048_576,
+      max_bytes_per_partition: 1_048_576,
+      // Each partition has its own producer and transaction: commits of different partitions overlap, and
+      // the lanes serialize only the CPU part. Per partition, batches stay strictly in order.
+      partitions_concurrently_max: Math.min(opts.partitions_total, 64),
+      manual_resolve: true,
     });
     this.#admin = opts.kafka.admin();
     this.#restorer = new TaskRestorer({
@@ -111,7 +106,7 @@ export class StreamProcessor {
       ensureProducer: (task) => this.#ensureProducer(task),
       keepOwned: (tasks) => this.#keepOwned(tasks),
       committedOffsets: (partitions) => this.#committedOffsets(partitions),
-      seek: (partition, offset) => this.#consumer.seek({ topic: opts.names.commands, partition, offset }),
+      seek: (partition, offset) => this.#consumer.seek(partition, offset),
       releaseRevoked: (tasks) => this.#releaseRevoked(tasks),
       stopping: () => this.#stopping,
       fatal: (err, what) => this.#fatal(err, what),
@@ -146,32 +141,24 @@ export class StreamProcessor {
 
   async start(): Promise<void> {
     await this.#admin.connect();
-    await this.#consumer.connect();
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
-      // A new member id means the coordinator dropped us (session timeout) and we joined again: in between,
-      // other members may have owned and advanced any of our partitions, so none of them is "kept".
-      const rejoined = this.#member_id !== null && this.#member_id !== payload.memberId;
-      this.#member_id = payload.memberId;
-      const assigned = payload.memberAssignment[this.#o.names.commands] ?? [];
-      this.#assignments = this.#assignments
-        .then(() => this.#onAssignment(assigned, rejoined))
-        .catch((err) => this.#fatal(err, 'assignment'));
-    });
-    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-      if (!payload.restart) this.#fatal(payload.error, 'consumer crashed without restart');
-    });
     this.#age_timer = setInterval(() => this.#reportCheckpointAge(Date.now()), 1000);
     this.#age_timer.unref();
     this.#flush_timer = setInterval(() => this.#flushDeferredOffsets(Date.now()), deferred_offset_flush_ms);
     this.#flush_timer.unref();
-    await this.#consumer.subscribe({ topic: this.#o.names.commands, fromBeginning: true });
-    await this.#consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      // Each partition has its own producer and transaction: commits of different partitions overlap, and
-      // the lanes serialize only the CPU part. Per partition, batches stay strictly in order.
-      partitionsConsumedConcurrently: Math.min(this.#o.partitions_total, 64),
-      eachBatch: (payload) => this.#eachBatch(payload),
+    await this.#consumer.start({
+      onAssignment: ({ member_id, partitions }) => {
+        // A new member id means the coordinator dropped us (session timeout) and we joined again: in
+        // between, other members may have owned and advanced any of our partitions, so none is "kept".
+        const rejoined = this.#member_id !== null && this.#member_id !== member_id;
+        this.#member_id = member_id;
+        this.#assignments = this.#assignments
+          .then(() => this.#onAssignment(partitions, rejoined))
+          .catch((err) => this.#fatal(err, 'assignment'));
+      },
+      onCrash: (err, restarting) => {
+        if (!restarting) this.#fatal(err, 'consumer crashed without restart');
+      },
+      onBatch: (batch) => this.#eachBatch(batch),
     });
   }
 
@@ -235,36 +222,23 @@ export class StreamProcessor {
     }
   }
 
-  async #ensureProducer(task: Task): Promise<Producer> {
+  async #ensureProducer(task: Task): Promise<Committer> {
     if (task.producer) return task.producer;
-    const eos = this.#o.guarantee !== 'at_least_once';
-    const producer = this.#o.kafka.producer({
-      ...(eos
-        ? {
-            transactionalId: `${this.#o.app_id}-${this.#o.names.commands}-${task.partition}`,
-            transactionTimeout: 30000,
-          }
-        : {}),
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner, // records name their partition; silences a warning
-      // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers are written;
-      // kafkajs' default 300 ms first backoff made each transaction ~155 ms, 20 ms makes it ~27 ms.
-      retry: { retries: 10, initialRetryTime: 20, maxRetryTime: 1000 },
+    const factory = this.#o.committer ?? transactionalCommitter;
+    const committer = factory({
+      kafka: this.#o.kafka,
+      group_id: this.#group_id,
+      transactional_id: `${this.#o.app_id}-${this.#o.names.commands}-${task.partition}`,
+      policy: this.#o.retry_policy ?? default_retry_policy,
+      onRetry: (error) => this.#o.metrics.transaction_retries_total.inc({ error }),
+      commitOffsets: (offsets) => this.#consumer.commitOffsets(offsets),
     });
-    await producer.connect();
-    if (eos) {
-      // kafkajs initializes the transactional id at the first transaction(); an empty one sends nothing else
-      // (abort of a transaction without partitions or offsets is local).
-      const txn = await producer.transaction();
-      await txn.abort();
-    }
-    task.producer = producer;
-    return producer;
+    await committer.connect();
+    task.producer = committer;
+    return committer;
   }
 
-  async #eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, isRunning, isStale } = payload;
+  async #eachBatch(batch: FetchedBatch): Promise<void> {
     const task = this.#tasks.get(batch.partition);
     if (!task) return; // revoked between fetch and processing; the new owner takes it from the commit
     await task.restored;
@@ -276,11 +250,11 @@ export class StreamProcessor {
     if (task.state !== 'RUNNING') return;
     const messages = batch.messages;
     for (let start = 0; start < messages.length; start += this.#o.batch_size_max) {
-      if (!isRunning() || isStale() || this.#stopping || task.state !== 'RUNNING') return;
+      if (!batch.current() || this.#stopping || task.state !== 'RUNNING') return;
       if (this.#laneSaturated(task.partition)) {
         // Stop fetching this partition until its lane drains; the unprocessed rest is fetched again then.
         this.#o.metrics.lane_pauses_total.inc();
-        const resume = payload.pause();
+        const resume = batch.pause();
         void this.#laneDrained(task.partition).then(resume);
         return;
       }
@@ -288,12 +262,12 @@ export class StreamProcessor {
       const ok = await this.#processChunk(task, chunk);
       if (!ok) return;
       const last_offset = chunk[chunk.length - 1]!.offset;
-      payload.resolveOffset(last_offset);
+      batch.resolveOffset(last_offset);
       this.#o.metrics.consumer_lag_records.set(
         { partition: String(batch.partition) },
-        Math.max(0, Number(batch.highWatermark) - Number(last_offset) - 1),
+        Math.max(0, Number(batch.high_watermark) - Number(last_offset) - 1),
       );
-      await payload.heartbeat();
+      await batch.heartbeat();
     }
   }
 
@@ -310,11 +284,11 @@ export class StreamProcessor {
   }
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
-  #processChunk(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+  #processChunk(task: Task, chunk: InRecord[]): Promise<boolean> {
     return task.inTurn(() => this.#applyAndCommit(task, chunk));
   }
 
-  async #applyAndCommit(task: Task, chunk: KafkaMessage[]): Promise<boolean> {
+  async #applyAndCommit(task: Task, chunk: InRecord[]): Promise<boolean> {
     if (task.state !== 'RUNNING') return false; // failed or closed while this chunk waited for its turn
     const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
     // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
@@ -339,7 +313,7 @@ export class StreamProcessor {
       );
     }
     this.#o.metrics.batch_size_commands.observe(chunk.length);
-    if (records.length === 0 && this.#o.guarantee !== 'at_least_once') {
+    if (records.length === 0) {
       // Read-only (no events, follow-ups or replies for other nodes): every earlier chunk of the partition
       // has committed, so answering now is linearizable and needs no transaction. Re-applying it after a
       // crash changes no state, so its offset can wait for the next transaction.
@@ -373,16 +347,7 @@ export class StreamProcessor {
       throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
     }
     const offset = { topic: this.#o.names.commands, partition: task.partition, offset: next_offset };
-    let metadata: RecordMetadata[] = [];
-    if (this.#o.guarantee === 'at_least_once') {
-      if (records.length > 0) metadata = await producer.sendBatch({ topicMessages: records, acks: -1 });
-      await this.#consumer.commitOffsets([{ ...offset, offset: offset.offset.toString() }]);
-    } else {
-      const request = { group_id: this.#group_id, offset, records };
-      const policy = this.#o.retry_policy ?? default_retry_policy;
-      const retried = (error: string) => this.#o.metrics.transaction_retries_total.inc({ error });
-      metadata = await commitTransaction(producer, request, policy, retried);
-    }
+    const metadata = await producer.commit({ offset, records });
     // The offset committed covers every deferred read-only chunk before it.
     task.offsetCommitted(next_offset);
     const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);
@@ -471,11 +436,8 @@ export class StreamProcessor {
   /** The coordinator's current assignment of this member, not our possibly stale view of it. */
   async #ownedPartitions(): Promise<Set<number>> {
     if (this.#stopping || this.#member_id === null) return new Set();
-    const { groups } = await this.#admin.describeGroups([this.#group_id]);
-    const member = groups[0]?.members.find((m) => m.memberId === this.#member_id);
-    if (!member || member.memberAssignment.length === 0) return new Set();
-    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
-    return new Set(decoded?.assignment[this.#o.names.commands] ?? []);
+    const commands = this.#o.names.commands;
+    return new Set(await this.#admin.memberAssignment(this.#group_id, this.#member_id, commands));
   }
 
   /** Closes the tasks the coordinator no longer assigns to this member; returns the others. */
@@ -492,15 +454,11 @@ export class StreamProcessor {
 
   /** The group's committed offsets of the commands topic ('0' where none was committed yet). */
   async #committedOffsets(partitions: number[]): Promise<Map<number, string>> {
-    const [topic] = await this.#admin.fetchOffsets({
-      groupId: this.#group_id,
-      topics: [this.#o.names.commands],
-    });
-    const wanted = new Set(partitions);
+    const committed = await this.#admin.groupOffsets(this.#group_id, this.#o.names.commands);
     const offsets = new Map<number, string>();
-    for (const entry of topic?.partitions ?? []) {
-      if (wanted.has(entry.partition))
-        offsets.set(entry.partition, entry.offset === '-1' ? '0' : entry.offset);
+    for (const partition of partitions) {
+      const offset = committed.get(partition);
+      offsets.set(partition, offset === undefined || offset === '-1' ? '0' : offset);
     }
     return offsets;
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
 import type { Logger } from '../log.js';
+import type { KafkaPort } from './kafka-port.js';
 
 export interface ReplayTarget {
   /** First events offset to replay (the checkpoint's offset, or 0). */
@@ -35,12 +35,13 @@ export class CheckpointAheadError extends Error {
 
 /**
  * Replays the changelog (events topic, read_committed) of the given partitions from their offsets up to the
- * last stable offset seen at start, or further where a target's `to_min` says so. kafkajs has no manual
- * assign, so a throwaway consumer group subscribes, pauses what it does not need and seeks the rest. Control records (transaction markers) never reach
- * eachBatch, so progress is tracked through END_BATCH_PROCESS, which also fires for control-only batches.
+ * last stable offset seen at start, or further where a target's `to_min` says so. The port has no manual
+ * assign, so a throwaway consumer group subscribes, pauses what it does not need and seeks the rest. Control
+ * records (transaction markers) never reach a batch handler, so progress is tracked through onBatchEnd, which
+ * also fires for batches of markers only.
  */
 export async function replayPartitions(opts: {
-  kafka: Kafka;
+  kafka: KafkaPort;
   topic: string;
   group_prefix: string;
   targets: Map<number, ReplayTarget>;
@@ -54,7 +55,7 @@ export async function replayPartitions(opts: {
   const end = new Map<number, bigint>();
   const all_partitions: number[] = [];
   try {
-    for (const { partition, high, low } of await admin.fetchTopicOffsets(topic)) {
+    for (const { partition, high, low } of await admin.topicOffsets(topic)) {
       all_partitions.push(partition);
       const target = targets.get(partition);
       if (!target) continue;
@@ -84,7 +85,7 @@ export async function replayPartitions(opts: {
 }
 
 async function consumeRange(opts: {
-  kafka: Kafka;
+  kafka: KafkaPort;
   topic: string;
   group_prefix: string;
   timeout_ms: number;
@@ -96,13 +97,13 @@ async function consumeRange(opts: {
 }): Promise<number> {
   const { kafka, topic, pending, end } = opts;
   const group_id = `${opts.group_prefix}.restore.${randomUUID()}`;
-  const consumer = kafka.consumer({ groupId: group_id, readUncommitted: false, maxWaitTimeInMs: 100 });
+  const consumer = kafka.consumer({ group_id, topic, from: 'earliest', max_wait_ms: 100 });
   let events_replayed = 0;
   let settle: (err?: Error) => void = () => {};
   const done = new Promise<void>((resolve, reject) => {
     settle = (err) => (err ? reject(err) : resolve());
   });
-  // A crash can settle `done` while connect/run are still awaited (kafkajs joins the group inside run):
+  // A crash can settle `done` while start() is still awaited (the consumer joins the group inside it):
   // the `await done` below observes it; until then it must not count as an unhandled rejection (exit 1).
   done.catch(() => {});
   const advance = (partition: number, next: bigint) => {
@@ -110,25 +111,21 @@ async function consumeRange(opts: {
     if (!pending.has(partition) || stop === undefined) return;
     if (next >= stop) {
       pending.delete(partition);
-      consumer.pause([{ topic, partitions: [partition] }]);
+      consumer.pause([partition]);
       if (pending.size === 0) settle();
     }
   };
-  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-    if (payload.lastOffset !== null) advance(payload.partition, BigInt(payload.lastOffset) + 1n);
-  });
-  consumer.on(consumer.events.CRASH, ({ payload }) => settle(payload.error));
   const timer = setTimeout(
     () => settle(new RestoreTimeoutError(`restore timed out after ${opts.timeout_ms} ms`)),
     opts.timeout_ms,
   );
   try {
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: true,
-      eachBatch: async ({ batch }) => {
+    await consumer.start({
+      onBatchEnd: (partition, last_offset) => {
+        if (last_offset !== null) advance(partition, BigInt(last_offset) + 1n);
+      },
+      onCrash: (err) => settle(err as Error),
+      onBatch: async (batch) => {
         const from = pending.get(batch.partition);
         const stop = end.get(batch.partition);
         if (from === undefined || stop === undefined) return;
@@ -137,8 +134,8 @@ async function consumeRange(opts: {
           const offset = BigInt(message.offset);
           if (offset >= from && offset < stop && message.value) values.push(message.value);
         }
-        // A failure to apply is the restore's answer, not kafkajs': thrown here, kafkajs would retry the
-        // batch and then crash with a retries-exceeded wrapper that reads as a transient broker error.
+        // A failure to apply is the restore's answer, not the client's: thrown here, the client would retry
+        // the batch and then crash with a retries-exceeded wrapper that reads as a transient broker error.
         try {
           if (values.length > 0) await opts.onEvents(batch.partition, values);
         } catch (err) {
@@ -148,9 +145,9 @@ async function consumeRange(opts: {
         events_replayed += values.length;
       },
     });
-    for (const [partition, from] of pending) consumer.seek({ topic, partition, offset: from.toString() });
+    for (const [partition, from] of pending) consumer.seek(partition, from.toString());
     const others = opts.all_partitions.filter((p) => !pending.has(p));
-    if (others.length > 0) consumer.pause([{ topic, partitions: others }]);
+    if (others.length > 0) consumer.pause(others);
     await done;
   } finally {
     clearTimeout(timer);
@@ -160,7 +157,7 @@ async function consumeRange(opts: {
   return events_replayed;
 }
 
-async function deleteGroup(kafka: Kafka, group_id: string): Promise<void> {
+async function deleteGroup(kafka: KafkaPort, group_id: string): Promise<void> {
   const admin = kafka.admin();
   try {
     await admin.connect();

@@ -1,11 +1,11 @@
 import { performance } from 'node:perf_hooks';
-import type { Kafka } from 'kafkajs';
 import { type Lanes, ReplayDisagreementError } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { encodeOwned } from '../protocol/wire.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient } from './kafka-errors.js';
+import type { KafkaPort } from './kafka-port.js';
 import { CheckpointAheadError, replayPartitions } from './restore.js';
 import type { Task } from './task.js';
 import type { TopicNames } from './topics.js';
@@ -15,7 +15,7 @@ import type { TopicNames } from './topics.js';
  * processor operations a restore takes part in (producer fencing, ownership, committed offsets, seeks).
  */
 export interface RestoreHost {
-  kafka: Kafka;
+  kafka: KafkaPort;
   lanes: Lanes;
   checkpoints: Checkpoints;
   names: TopicNames;

@@ -1,4 +1,4 @@
-import type { Producer } from 'kafkajs';
+import type { Committer } from './transaction.js';
 
 /**
  * Task state of one input partition (Kafka Streams vocabulary):
@@ -29,7 +29,8 @@ export interface RestoreError {
 export class Task {
   readonly partition: number;
   #state: TaskState = 'CREATED';
-  producer: Producer | null = null;
+  /** The partition's committer (its transactional producer); null until a restore fences and creates it. */
+  producer: Committer | null = null;
   restored: Promise<void> = Promise.resolve();
   /**
    * Next offset of this partition in the events topic: what a checkpoint taken now covers, and the end a

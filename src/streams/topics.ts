@@ -1,4 +1,4 @@
-import type { Admin } from 'kafkajs';
+import type { Admin } from './kafka-port.js';
 
 export interface TopicNames {
   commands: string;
@@ -26,30 +26,19 @@ export async function ensureTopics(
   const reply = replyTopic(opts.prefix, opts.node_id);
   const existing = new Set(await admin.listTopics());
   const wanted = [
-    {
-      topic: names.commands,
-      numPartitions: opts.partitions,
-      configEntries: [{ name: 'retention.ms', value: '604800000' }],
-    },
-    {
-      topic: names.events,
-      numPartitions: opts.partitions,
-      configEntries: [{ name: 'retention.ms', value: '-1' }],
-    },
-    { topic: reply, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] },
+    { topic: names.commands, partitions: opts.partitions, configs: { 'retention.ms': '604800000' } },
+    { topic: names.events, partitions: opts.partitions, configs: { 'retention.ms': '-1' } },
+    { topic: reply, partitions: 1, configs: { 'retention.ms': '3600000' } },
   ];
   const missing = wanted.filter((t) => !existing.has(t.topic));
   if (missing.length > 0) {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map((t) => ({ ...t, replicationFactor: opts.replication_factor })),
-    });
+    await admin.createTopics(missing.map((t) => ({ ...t, replication_factor: opts.replication_factor })));
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: [names.commands, names.events] });
-  for (const topic of metadata.topics) {
-    if (topic.partitions.length !== opts.partitions) {
+  const counts = await admin.partitionCounts([names.commands, names.events]);
+  for (const [topic, count] of counts) {
+    if (count !== opts.partitions) {
       throw new Error(
-        `topic ${topic.name} has ${topic.partitions.length} partitions but config partitions=${opts.partitions}: ` +
+        `topic ${topic} has ${count} partitions but config partitions=${opts.partitions}: ` +
           'changing P is a migration (see docs), set PARTITIONS to the existing count',
       );
     }

@@ -1,29 +1,45 @@
-import type { Message, RecordMetadata } from 'kafkajs';
 import { partitionOf } from '../protocol/route.js';
 import { type BatchOutput, encode, type ReplyRecord } from '../protocol/wire.js';
 import { kafkaErrorType } from './kafka-errors.js';
+import type { KafkaPort, OutRecord, ProduceAck, TopicRecords, TransactionalProducer } from './kafka-port.js';
 import type { TopicNames } from './topics.js';
 
-/**
- * One Kafka transaction of a task: its consumed offset, then its records, then EndTxn. The subset of a
- * kafkajs transaction it needs is named here, so the engine's tests can script every step's failure.
- */
-export interface TransactionSteps {
-  sendOffsets(offsets: {
-    consumerGroupId: string;
-    topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
-  }): Promise<void>;
-  sendBatch(batch: { topicMessages: TopicMessages[]; acks: -1 }): Promise<RecordMetadata[]>;
-  commit(): Promise<void>;
-  abort(): Promise<void>;
+export type TopicMessages = TopicRecords;
+
+/** How a task commits a chunk: its records and its consumed offset, atomically in production. */
+export interface Committer {
+  /** Fences older holders of the partition's transactional id (exactly-once) before it resolves. */
+  connect(): Promise<void>;
+  /** Resolves once the chunk is committed; what it wrote, per topic-partition. */
+  commit(request: Omit<CommitRequest, 'group_id'>): Promise<ProduceAck[]>;
+  disconnect(): Promise<void>;
 }
-export interface TransactionalProducer {
-  transaction(): Promise<TransactionSteps>;
+
+export interface CommitterContext {
+  kafka: KafkaPort;
+  group_id: string;
+  transactional_id: string;
+  policy: RetryPolicy;
+  onRetry: (error: string) => void;
+  /** The group consumer's plain offset commit (for a bench's at-least-once committer only). */
+  commitOffsets: (offsets: { partition: number; offset: string }[]) => Promise<void>;
 }
-export interface TopicMessages {
-  topic: string;
-  messages: Message[];
-}
+
+export type CommitterFactory = (ctx: CommitterContext) => Committer;
+
+/** Production: one Kafka transaction per commit (commitTransaction), on the partition's transactional id. */
+export const transactionalCommitter: CommitterFactory = (ctx) => {
+  const producer = ctx.kafka.transactionalProducer({
+    transactional_id: ctx.transactional_id,
+    transaction_timeout_ms: 30_000,
+  });
+  return {
+    connect: () => producer.connect(),
+    commit: (request) =>
+      commitTransaction(producer, { ...request, group_id: ctx.group_id }, ctx.policy, ctx.onRetry),
+    disconnect: () => producer.disconnect(),
+  };
+};
 
 /**
  * Answers of a transaction coordinator that mean "not now", not "failed": CONCURRENT_TRANSACTIONS while the
@@ -126,12 +142,12 @@ export interface CommitRequest {
  * resend it, so the caller rebuilds.
  */
 export async function commitTransaction(
-  producer: TransactionalProducer,
+  producer: Pick<TransactionalProducer, 'transaction'>,
   request: CommitRequest,
   policy: RetryPolicy,
   onRetry: (type: string) => void,
   sleep?: (ms: number) => Promise<void>,
-): Promise<RecordMetadata[]> {
+): Promise<ProduceAck[]> {
   const txn = await producer.transaction();
   let step: StepName = 'offsets';
   try {
@@ -147,7 +163,7 @@ export async function commitTransaction(
     };
     await retryBusy(() => txn.sendOffsets(offsets), policy, onRetry, sleep);
     step = 'produce';
-    let metadata: RecordMetadata[] = [];
+    let metadata: ProduceAck[] = [];
     if (request.records.length > 0) {
       metadata = await txn.sendBatch({ topicMessages: request.records, acks: -1 });
     }
@@ -166,7 +182,7 @@ export async function commitTransaction(
  * The events offset a commit leaves the partition's changelog at: its last event's offset + 1, which is the
  * commit marker's offset. The last stable offset passes it only once that marker is written.
  */
-export function eventsEndAfter(metadata: RecordMetadata[], events_topic: string, events_total: number) {
+export function eventsEndAfter(metadata: ProduceAck[], events_topic: string, events_total: number) {
   if (events_total === 0) return null;
   const meta = metadata.find((m) => m.topicName === events_topic);
   if (meta?.baseOffset === undefined) {
@@ -196,7 +212,7 @@ export function routeRecords(
       messages: output.events.map((e) => ({ partition, key: e.account_id, value: encode(e) })),
     });
   }
-  const by_topic = new Map<string, Message[]>();
+  const by_topic = new Map<string, OutRecord[]>();
   for (const r of output.replies) {
     if (r.reply_to === route.local_topic) {
       local.push({ request_id: r.request_id, reply: r.reply });

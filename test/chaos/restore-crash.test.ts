@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Kafka } from 'kafkajs';
 import { createLogger } from '../../src/log.js';
+import { kafkajsPort } from '../../src/streams/kafkajs/index.js';
 import { replayPartitions } from '../../src/streams/restore.js';
 
 /**
@@ -46,7 +47,7 @@ describe('changelog replay when its consumer crashes while joining', () => {
     try {
       await assert.rejects(
         replayPartitions({
-          kafka: crashingKafka(),
+          kafka: kafkajsPort(crashingKafka()),
           topic: 'events',
           group_prefix: 'test',
           targets: new Map([[0, { from: 0n }]]),

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import kafkajs, { type Kafka, type Producer } from 'kafkajs';
+import kafkajs from 'kafkajs';
 import { CommandSender } from '../../src/gateway/commands.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { CommandEnvelope } from '../../src/protocol/wire.js';
+import type { KafkaPort, Producer } from '../../src/streams/kafka-port.js';
 import { protocolError } from '../support/kafka-errors.js';
 
 const out_of_order = () =>
@@ -14,24 +15,24 @@ const out_of_order = () =>
     'The broker received an out of order sequence number',
   );
 
-/** A scripted stand-in for one kafkajs producer: each sendBatch takes the next outcome of its script. */
+/** A scripted stand-in for the port's producer: each sendBatch takes the next outcome of its script. */
 function scriptedProducer(script: (Error | null)[], log: string[], name: string): Producer {
   return {
     connect: async () => void log.push(`${name}.connect`),
     disconnect: async () => void log.push(`${name}.disconnect`),
-    sendBatch: async ({ topicMessages }: { topicMessages: { messages: unknown[] }[] }) => {
+    sendBatch: async ({ topicMessages }) => {
       const outcome = script.shift() ?? null;
       log.push(`${name}.send(${topicMessages[0]?.messages.length}) ${outcome ? 'fails' : 'ok'}`);
       if (outcome) throw outcome;
       return [];
     },
-  } as unknown as Producer;
+  };
 }
 
 function sender(scripts: (Error | null)[][], log: string[]) {
   let made = 0;
   return new CommandSender({
-    kafka: null as unknown as Kafka,
+    kafka: null as unknown as KafkaPort,
     topic: 't',
     linger_ms: 0,
     batch_max: 10,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { kafkaErrorType } from '../../src/streams/kafka-errors.js';
-import { installTransactionalRetries } from '../../src/streams/kafka-retries.js';
+import { installTransactionalRetries } from '../../src/streams/kafkajs/retries.js';
 import { coordinator_retry_policy } from '../../src/streams/transaction.js';
 import { metricValue } from '../support/metrics.js';
 import { checkWalkerSettlement, runWalkers, setupWalkers, type WalkerOptions } from '../support/walkers.js';

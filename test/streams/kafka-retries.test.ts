@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { installTransactionalRetries, wrapCluster, wrapped_marker } from '../../src/streams/kafka-retries.js';
+import {
+  installTransactionalRetries,
+  wrapCluster,
+  wrapped_marker,
+} from '../../src/streams/kafkajs/retries.js';
 import { protocolError } from '../support/kafka-errors.js';
 
 /**

@@ -20,6 +20,7 @@ import { stateFromParts } from '../../src/protocol/checkpoint-delta.js';
 import { partitionOf } from '../../src/protocol/route.js';
 import { decode, encode } from '../../src/protocol/wire.js';
 import { Checkpoints } from '../../src/streams/checkpoints.js';
+import { kafkajsPort } from '../../src/streams/kafkajs/index.js';
 import { StreamProcessor } from '../../src/streams/processor.js';
 import { topicNames } from '../../src/streams/topics.js';
 import { redis_url } from '../integration/helpers.js';
@@ -83,7 +84,7 @@ class Harness {
   #newProcessor(): StreamProcessor {
     const log = createLogger('silent', 'scripted');
     return new StreamProcessor({
-      kafka: this.cluster.kafka() as unknown as Kafka,
+      kafka: kafkajsPort(this.cluster.kafka() as unknown as Kafka),
       lanes: this.lanes,
       checkpoints: new Checkpoints({
         redis: this.redis,

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { RecordMetadata } from 'kafkajs';
 import { shard } from '../../src/domain/index.js';
 import { type BatchOutput, decode, type ReplyRecord } from '../../src/protocol/wire.js';
+import type { ProduceAck, TransactionalProducer, TransactionSteps } from '../../src/streams/kafka-port.js';
 import { topicNames } from '../../src/streams/topics.js';
 import {
   commitTransaction,
@@ -14,8 +14,6 @@ import {
   routeRecords,
   StepFailedError,
   type TopicMessages,
-  type TransactionalProducer,
-  type TransactionSteps,
 } from '../../src/streams/transaction.js';
 import { protocolError } from '../support/kafka-errors.js';
 
@@ -27,7 +25,7 @@ import { protocolError } from '../support/kafka-errors.js';
  * `ambiguous` answer commits on the broker and still fails on the client (a timeout after the write).
  */
 type Answer = Error | undefined | 'ambiguous';
-class ScriptedBroker implements TransactionalProducer {
+class ScriptedBroker implements Pick<TransactionalProducer, 'transaction'> {
   readonly committed: { records: TopicMessages[]; offset: string }[] = [];
   readonly requests: string[] = [];
   aborts = 0;
@@ -57,8 +55,7 @@ class ScriptedBroker implements TransactionalProducer {
           0,
         );
         return topicMessages.map(
-          (t) =>
-            ({ topicName: t.topic, partition: 0, errorCode: 0, baseOffset: String(base) }) as RecordMetadata,
+          (t) => ({ topicName: t.topic, partition: 0, baseOffset: String(base) }) satisfies ProduceAck,
         );
       },
       commit: async () => {
@@ -78,9 +75,11 @@ class ScriptedBroker implements TransactionalProducer {
   }
 }
 
+/** A record as the engine produces it (the partition always explicit). */
+const out = (value: string) => ({ partition: 0, key: null, value: Buffer.from(value) });
 const busy = () => protocolError('CONCURRENT_TRANSACTIONS', 51, true);
 const fenced = () => protocolError('PRODUCER_FENCED', 90, false);
-const records: TopicMessages[] = [{ topic: 'events', messages: [{ value: 'e1' }, { value: 'e2' }] }];
+const records: TopicMessages[] = [{ topic: 'events', messages: [out('e1'), out('e2')] }];
 const request = (offset: bigint, recs = records) => ({
   group_id: 'g',
   offset: { topic: 'commands', partition: 0, offset },
@@ -246,7 +245,7 @@ describe('transaction: one commit, scripted coordinator answers', () => {
           const acknowledged: string[] = [];
           const ambiguous: string[] = [];
           for (let n = 1n; n <= 8n; n++) {
-            const recs = [{ topic: 'events', messages: [{ value: `cmd-${n}` }] }];
+            const recs = [{ topic: 'events', messages: [out(`cmd-${n}`)] }];
             try {
               await commitTransaction(broker, request(n, recs), default_retry_policy, () => {}, no_sleep);
               acknowledged.push(`cmd-${n}`);
@@ -308,7 +307,7 @@ describe('transaction: error classes and the events end', () => {
   });
 
   it('the events end is the offset after the last event (the commit marker), and events need an offset', () => {
-    const meta = [{ topicName: 'events', partition: 0, errorCode: 0, baseOffset: '40' }] as RecordMetadata[];
+    const meta: ProduceAck[] = [{ topicName: 'events', partition: 0, baseOffset: '40' }];
     assert.equal(eventsEndAfter(meta, 'events', 3), 43n);
     assert.equal(eventsEndAfter([], 'events', 0), null);
     assert.throws(() => eventsEndAfter([], 'events', 2), /transaction invariant/);

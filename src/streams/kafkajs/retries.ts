@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { type RetryPolicy, retryBusy } from './transaction.js';
+import { type RetryPolicy, retryBusy } from '../transaction.js';
 
 /**
  * kafkajs sends AddOffsetsToTxn and EndTxn once, outside any retrier, and leaves its transaction state

@@ -1,5 +1,5 @@
 import { Kafka, type LogEntry, logLevel } from 'kafkajs';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../log.js';
 
 const pino_level: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
@@ -29,11 +29,4 @@ export function createKafka(opts: { brokers: string[]; client_id: string; log: L
         log[quiet ? 'debug' : (pino_level[level] ?? 'info')](rest, message);
       },
   });
-}
-
-export function parseBrokers(list: string): string[] {
-  return list
-    .split(',')
-    .map((b) => b.trim())
-    .filter((b) => b.length > 0);
 }
