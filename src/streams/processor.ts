@@ -2,8 +2,8 @@ import { performance } from 'node:perf_hooks';
 import type { Lanes } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { CheckpointDelta } from '../protocol/checkpoint-delta.js';
 import { type BatchOutput, decode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
+import { CheckpointScheduler } from './checkpoint-schedule.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient, kafkaErrorType } from './kafka-errors.js';
 import type { Admin, FetchedBatch, GroupConsumer, InRecord, KafkaPort } from './kafka-port.js';
@@ -74,6 +74,7 @@ export class StreamProcessor {
   readonly #consumer: GroupConsumer;
   readonly #admin: Admin;
   readonly #restorer: TaskRestorer;
+  readonly #checkpointing: CheckpointScheduler;
   readonly #tasks = new Map<number, Task>();
   readonly #group_id: string;
   #joined = false;
@@ -101,6 +102,13 @@ export class StreamProcessor {
       manual_resolve: true,
     });
     this.#admin = opts.kafka.admin();
+    this.#checkpointing = new CheckpointScheduler({
+      lanes: opts.lanes,
+      checkpoints: opts.checkpoints,
+      metrics: opts.metrics,
+      interval_ms: opts.checkpoint_interval_ms,
+      dirty_max: opts.checkpoint_dirty_max,
+    });
     this.#restorer = new TaskRestorer({
       ...opts,
       ensureProducer: (task) => this.#ensureProducer(task),
@@ -332,7 +340,7 @@ export class StreamProcessor {
     }
     if (local.length > 0) this.#o.local_replies?.deliver(local); // committed: safe to acknowledge
     if (output.events.length > 0) task.changed_since_checkpoint = true;
-    await this.#maybeCheckpoint(task, output.dirty_total);
+    await this.#checkpointing.afterCommit(task, output.dirty_total, Date.now());
     return true;
   }
 
@@ -463,48 +471,9 @@ export class StreamProcessor {
     return offsets;
   }
 
-  /** Incremental checkpoint after the interval, or sooner once `checkpoint_dirty_max` entities changed. */
-  async #maybeCheckpoint(task: Task, dirty_total: number): Promise<void> {
-    // Only a RUNNING task owns its partition's lane state. A task closed while its last batch committed
-    // (revoked during a broker outage, say) reaches this point after the partition's next owner may have
-    // queued its restore on the lane: its checkpoint op would then run on that owner's half-restored
-    // state (and clear that state's dirty set) and store it under this task's offset, a checkpoint that
-    // claims events its content lacks. Checked right before the op is queued (lanes.checkpoint queues
-    // synchronously), so no other owner's load can come in between. See RELIABILITY.md, 2026-12-02.
-    if (task.state !== 'RUNNING') return;
-    const now_ms = Date.now();
-    if (!task.changed_since_checkpoint || task.checkpoint_in_flight) return;
-    const due = now_ms - task.last_checkpoint_ms >= this.#o.checkpoint_interval_ms;
-    if (!due && dirty_total < this.#o.checkpoint_dirty_max) return;
-    // Taken between two batches of this partition, after the commit: the delta brings the stored
-    // checkpoint to exactly the events below events_next_offset.
-    const started = performance.now();
-    const delta = decode<CheckpointDelta>(await this.#o.lanes.checkpoint(task.partition));
-    const offset = task.events_next_offset;
-    task.checkpoint_in_flight = true;
-    task.changed_since_checkpoint = false;
-    const { lanes, metrics } = this.#o;
-    this.#o.checkpoints
-      .write(task.partition, offset, delta, now_ms)
-      .then(async (written) => {
-        metrics.checkpoint_duration_seconds.observe((performance.now() - started) / 1000);
-        if (written) task.last_checkpoint_ms = now_ms;
-        else {
-          task.changed_since_checkpoint = true;
-          if (task.state === 'RUNNING') await lanes.checkpointFailed(task.partition).catch(() => {});
-        }
-      })
-      .finally(() => {
-        task.checkpoint_in_flight = false;
-      });
-  }
-
   /** Once a second: age of the oldest unsaved change (replay a restart would cost), lane gauges. */
   #reportCheckpointAge(now_ms: number): void {
-    let age_ms = 0;
-    for (const task of this.#tasks.values()) {
-      if (task.changed_since_checkpoint) age_ms = Math.max(age_ms, now_ms - task.last_checkpoint_ms);
-    }
+    const age_ms = CheckpointScheduler.ageMs(this.#tasks.values(), now_ms);
     this.#o.metrics.checkpoint_age_seconds.set(age_ms / 1000);
     const { lanes, metrics } = this.#o;
     for (let lane = 0; lane < lanes.count; lane++) {
