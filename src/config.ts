@@ -18,6 +18,7 @@ const schema = z
     kafka_brokers: z.string(),
     kafka_local_port: z.number().int().min(1).max(65535),
     kafka_client_id: z.string().min(1),
+    kafka_client: z.enum(['kafkajs', 'platformatic']),
     topic_prefix: z.string().regex(/^[a-zA-Z0-9._-]{1,100}$/, 'a valid Kafka topic name prefix'),
     partitions: z.number().int().min(1).max(1024),
     replication_factor: z.number().int().min(1).max(7),

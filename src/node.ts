@@ -11,6 +11,7 @@ import { createMetrics } from './metrics.js';
 import { Checkpoints } from './streams/checkpoints.js';
 import { type KafkaPort, parseBrokers } from './streams/kafka-port.js';
 import { createKafkajsPort } from './streams/kafkajs/index.js';
+import { platformaticPort } from './streams/platformatic/index.js';
 import { StreamProcessor } from './streams/processor.js';
 import { ensureTopics, replyTopic, topicNames } from './streams/topics.js';
 
@@ -22,12 +23,16 @@ async function main(): Promise<void> {
   const keys = ApiKeys.parse(config.api_keys);
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
   const redis = await connectRedis(config, log);
-  const kafka = createKafkajsPort({
-    brokers,
-    client_id: `${config.kafka_client_id}-${config.node_id}`,
-    log,
-    onCoordinatorRetry: (error) => metrics.transaction_retries_total.inc({ error }),
-  });
+  const client_id = `${config.kafka_client_id}-${config.node_id}`;
+  const kafka =
+    config.kafka_client === 'platformatic'
+      ? platformaticPort({ brokers, client_id, log })
+      : createKafkajsPort({
+          brokers,
+          client_id,
+          log,
+          onCoordinatorRetry: (error) => metrics.transaction_retries_total.inc({ error }),
+        });
   await prepareTopics(kafka, config, brokers, log);
 
   const names = topicNames(config.topic_prefix);

@@ -17,7 +17,13 @@ import {
   takeDelta,
 } from '../protocol/checkpoint-delta.js';
 import { partitionOf } from '../protocol/route.js';
-import { type BatchOutput, type CommandEnvelope, decode, encodeOwned } from '../protocol/wire.js';
+import {
+  type BatchOutput,
+  type CommandEnvelope,
+  decode,
+  encodeOwned,
+  type ReplyRecord,
+} from '../protocol/wire.js';
 import type { LaneStats, LaneTask } from './protocol.js';
 
 /**
@@ -87,23 +93,23 @@ function applyBatch(partition: number, partitions_total: number, input: Uint8Arr
     assertOwned(envelope.command, partition, partitions_total);
     const decision = apply(state, envelope.command);
     for (const event of decision.events) {
-      output.events.push(event);
+      output.events.push({ key: event.account_id, value: encodeOwned(event) });
       dirty.track(partition, event);
     }
     for (const follow_up of decision.follow_ups) {
-      output.follow_ups.push({
+      const leg: CommandEnvelope = {
         command: follow_up,
         reply_to: null,
         request_id: null,
         traceparent: envelope.traceparent,
-      });
+      };
+      const owner = partitionOf(follow_up, partitions_total);
+      output.follow_ups.push({ partition: owner, key: follow_up.command_id, value: encodeOwned(leg) });
     }
     if (decision.reply && envelope.reply_to && envelope.request_id) {
-      output.replies.push({
-        reply_to: envelope.reply_to,
-        request_id: envelope.request_id,
-        reply: decision.reply,
-      });
+      const { request_id } = envelope;
+      const value = encodeOwned({ request_id, reply: decision.reply } satisfies ReplyRecord);
+      output.replies.push({ reply_to: envelope.reply_to, key: request_id, value });
     }
   }
   output.dirty_total = dirty.size;

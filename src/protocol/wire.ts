@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import type { Command, DomainEvent, Reply } from '../domain/index.js';
+import type { Command, Reply } from '../domain/index.js';
 
 /**
  * Wire records. Commands travel in an envelope that says where the reply goes; the domain only sees
@@ -19,15 +19,23 @@ export interface ReplyRecord {
   reply: Reply;
 }
 
-export interface AddressedReply extends ReplyRecord {
-  reply_to: string;
+/** A record the lane has serialized already: the bytes that go on the wire, and its key. */
+export interface WireRecord {
+  key: string;
+  value: Uint8Array;
 }
 
-/** What a lane returns for one batch of one partition. */
+/**
+ * What a lane returns for one batch of one partition. Every record is serialized once, in the lane (off the
+ * main thread): the stream loop only routes the bytes.
+ */
 export interface BatchOutput {
-  events: DomainEvent[];
-  replies: AddressedReply[];
-  follow_ups: CommandEnvelope[];
+  /** The partition's events (DomainEvent), keyed by account id. */
+  events: WireRecord[];
+  /** Replies (ReplyRecord), keyed by request id, with the reply topic of the gateway that waits. */
+  replies: (WireRecord & { reply_to: string })[];
+  /** Follow-up legs (CommandEnvelope), keyed by command id, with the partition that owns them (null: none). */
+  follow_ups: (WireRecord & { partition: number | null })[];
   /** Indexes of input records that did not decode as a command envelope (skipped, logged). */
   rejected: number[];
   /** Entities of the partition changed since its last checkpoint (checkpoint early past a bound). */

@@ -33,9 +33,24 @@ export interface InRecord {
   value: Buffer | null;
 }
 
+/**
+ * The consumer group generation a batch was fetched in. A transaction that commits the batch's offsets
+ * carries it (KIP-447): the group coordinator refuses the commit once the generation has moved on, which
+ * fences a member that lost the partition without knowing it.
+ */
+export interface GroupMetadata {
+  group_id: string;
+  generation_id: number;
+  member_id: string;
+  /** Node id of the group coordinator, where the offsets go. */
+  coordinator_id: number;
+}
+
 /** One fetched batch of one partition, and the consumer's controls over that partition. */
 export interface FetchedBatch {
   partition: number;
+  /** Null where the client does not expose it (kafkajs: no KIP-447). */
+  group: GroupMetadata | null;
   messages: InRecord[];
   high_watermark: string;
   /** False once the consumer stops, or the partition was revoked or seeked since this batch was fetched. */
@@ -94,6 +109,8 @@ export interface TransactionSteps {
   sendOffsets(offsets: {
     consumerGroupId: string;
     topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+    /** Required by a KIP-447 adapter: the generation the offsets were consumed in. */
+    group?: GroupMetadata | null;
   }): Promise<void>;
   sendBatch(batch: { topicMessages: TopicRecords[]; acks: -1 }): Promise<ProduceAck[]>;
   commit(): Promise<void>;

@@ -256,6 +256,7 @@ export class StreamProcessor {
       return this.#rebuild(task);
     }
     if (task.state !== 'RUNNING') return;
+    task.group = () => batch.group;
     const messages = batch.messages;
     for (let start = 0; start < messages.length; start += this.#o.batch_size_max) {
       if (!batch.current() || this.#stopping || task.state !== 'RUNNING') return;
@@ -355,7 +356,7 @@ export class StreamProcessor {
       throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
     }
     const offset = { topic: this.#o.names.commands, partition: task.partition, offset: next_offset };
-    const metadata = await producer.commit({ offset, records });
+    const metadata = await producer.commit({ offset, records, group: task.group() });
     // The offset committed covers every deferred read-only chunk before it.
     task.offsetCommitted(next_offset);
     const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);

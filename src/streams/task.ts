@@ -1,3 +1,4 @@
+import type { GroupMetadata } from './kafka-port.js';
 import type { Committer } from './transaction.js';
 
 /**
@@ -47,6 +48,11 @@ export class Task {
   offset_deferred: bigint | null = null;
   offset_deferred_since_ms = 0;
   restore_error: RestoreError | null = null;
+  /**
+   * The consumer group generation the task's offsets are committed in (KIP-447), read when a commit is sent:
+   * that of the partition's latest batch (null where the client has no KIP-447).
+   */
+  group: () => GroupMetadata | null = () => null;
   /** Chunks and deferred-offset commits of one task take turns: one transaction of a producer at a time. */
   #turn: Promise<void> = Promise.resolve();
 

@@ -1,7 +1,13 @@
-import { partitionOf } from '../protocol/route.js';
-import { type BatchOutput, encode, type ReplyRecord } from '../protocol/wire.js';
+import { type BatchOutput, decode, type ReplyRecord } from '../protocol/wire.js';
 import { kafkaErrorType } from './kafka-errors.js';
-import type { KafkaPort, OutRecord, ProduceAck, TopicRecords, TransactionalProducer } from './kafka-port.js';
+import type {
+  GroupMetadata,
+  KafkaPort,
+  OutRecord,
+  ProduceAck,
+  TopicRecords,
+  TransactionalProducer,
+} from './kafka-port.js';
 import type { TopicNames } from './topics.js';
 
 export type TopicMessages = TopicRecords;
@@ -127,6 +133,8 @@ export interface CommitRequest {
   group_id: string;
   /** The consumed position that this transaction commits: the next command offset of the partition. */
   offset: { topic: string; partition: number; offset: bigint };
+  /** The group generation the offset was consumed in (KIP-447 adapters require it). */
+  group?: GroupMetadata | null;
   records: TopicMessages[];
 }
 
@@ -154,6 +162,7 @@ export async function commitTransaction(
     const { offset } = request;
     const offsets = {
       consumerGroupId: request.group_id,
+      group: request.group ?? null,
       topics: [
         {
           topic: offset.topic,
@@ -209,21 +218,17 @@ export function routeRecords(
   if (output.events.length > 0) {
     groups.push({
       topic: route.names.events,
-      messages: output.events.map((e) => ({ partition, key: e.account_id, value: encode(e) })),
+      messages: output.events.map((e) => ({ partition, key: e.key, value: asBuffer(e.value) })),
     });
   }
   const by_topic = new Map<string, OutRecord[]>();
   for (const r of output.replies) {
     if (r.reply_to === route.local_topic) {
-      local.push({ request_id: r.request_id, reply: r.reply });
+      local.push(decode<ReplyRecord>(r.value)); // handed over in process: the only decode on this path
       continue;
     }
     const list = by_topic.get(r.reply_to) ?? [];
-    list.push({
-      partition: 0,
-      key: r.request_id,
-      value: encode({ request_id: r.request_id, reply: r.reply }),
-    });
+    list.push({ partition: 0, key: r.key, value: asBuffer(r.value) });
     by_topic.set(r.reply_to, list);
   }
   for (const [topic, messages] of by_topic) groups.push({ topic, messages });
@@ -231,12 +236,17 @@ export function routeRecords(
     groups.push({
       topic: route.names.commands,
       messages: output.follow_ups.map((f) => {
-        const target = partitionOf(f.command, route.partitions_total);
-        if (target === null)
-          throw new Error(`routing invariant: follow-up ${f.command.command_id} has no owner`);
-        return { partition: target, key: f.command.command_id, value: encode(f) };
+        const target = f.partition;
+        if (target === null || !Number.isInteger(target) || target < 0 || target >= route.partitions_total)
+          throw new Error(`routing invariant: follow-up ${f.key} has no owner`);
+        return { partition: target, key: f.key, value: asBuffer(f.value) };
       }),
     });
   }
   return groups;
+}
+
+/** The lane's bytes as a Buffer, without a copy (msgpackr hands nested binaries over as Uint8Array). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
+import { ChaosRedis } from '../chaos/env.js';
 import {
   brokers,
   call,
   cleanup,
-  freePort,
   json_auth,
   type NodeProcess,
   startNode,
@@ -45,28 +45,20 @@ describe('infrastructure failures', { timeout: 180_000 }, () => {
   describe('Redis lost while running', () => {
     const topic_prefix = uniqueName('it_redis');
     let node: NodeProcess | undefined;
-    let redis_pid: number | undefined;
+    const redis = new ChaosRedis();
 
     after(async () => {
       if (node) await stopNode(node, 'SIGKILL');
-      if (redis_pid) process.kill(redis_pid, 'SIGKILL');
+      await redis.kill();
       await cleanup(topic_prefix, `test:${topic_prefix}:`);
     });
 
     it('keeps taking payments when Redis goes away (checkpoints are only an accelerator)', async () => {
-      const port = await freePort();
-      const redis = spawn(
-        'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-        {
-          stdio: 'ignore',
-        },
-      );
-      redis_pid = redis.pid;
-      await new Promise((r) => setTimeout(r, 300));
+      // Waits until it accepts connections (a fixed 300 ms was not enough on a loaded machine).
+      await redis.start();
       node = await startNode({
         TOPIC_PREFIX: topic_prefix,
-        REDIS_URL: `redis://127.0.0.1:${port}`,
+        REDIS_URL: redis.url,
         REDIS_KEY_PREFIX: `test:${topic_prefix}:`,
         PARTITIONS: '4',
         NODE_ID: 'it-redis',
@@ -79,8 +71,7 @@ describe('infrastructure failures', { timeout: 180_000 }, () => {
           .status,
         201,
       );
-      redis.kill('SIGKILL');
-      redis_pid = undefined;
+      await redis.kill();
       for (let i = 0; i < 5; i++) {
         const res = await call(
           node,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { shard } from '../../src/domain/index.js';
-import { type BatchOutput, decode, type ReplyRecord } from '../../src/protocol/wire.js';
+import { type BatchOutput, decode, encode, type ReplyRecord } from '../../src/protocol/wire.js';
 import type { ProduceAck, TransactionalProducer, TransactionSteps } from '../../src/streams/kafka-port.js';
 import { topicNames } from '../../src/streams/topics.js';
 import {
@@ -318,6 +318,8 @@ describe('transaction: routing a lane batch into its records', () => {
   const names = topicNames('rt');
   const route = { names, partitions_total: 8, local_topic: 'rt.replies.me' };
   const reply = { ok: true, status: 200, body: {} } as const;
+  const event = { type: 'deposited', event_id: 'e1', account_id: 'a', amount: 1, time_ms: 0 };
+  const replyRecord = (request_id: string) => ({ key: request_id, value: encode({ request_id, reply }) });
   const output = (extra: Partial<BatchOutput>): BatchOutput =>
     ({ events: [], replies: [], follow_ups: [], rejected: [], dirty_total: 0, ...extra }) as BatchOutput;
 
@@ -327,20 +329,13 @@ describe('transaction: routing a lane batch into its records', () => {
     const records = routeRecords(
       3,
       output({
-        events: [{ type: 'deposited', event_id: 'e1', account_id: 'a', amount: 1, time_ms: 0 } as never],
+        events: [{ key: 'a', value: encode(event) }],
         replies: [
-          { reply_to: 'rt.replies.me', request_id: 'r1', reply },
-          { reply_to: 'rt.replies.other', request_id: 'r2', reply },
-          { reply_to: 'rt.replies.other', request_id: 'r3', reply },
-        ] as never,
-        follow_ups: [
-          {
-            command: { type: 'credit', command_id: 'leg1', time_ms: 0, account_id: payee } as never,
-            reply_to: null,
-            request_id: null,
-            traceparent: null,
-          },
+          { reply_to: 'rt.replies.me', ...replyRecord('r1') },
+          { reply_to: 'rt.replies.other', ...replyRecord('r2') },
+          { reply_to: 'rt.replies.other', ...replyRecord('r3') },
         ],
+        follow_ups: [{ partition: shard(payee) % 8, key: 'leg1', value: encode({ command: 'leg' }) }],
       }),
       route,
       local,
@@ -355,29 +350,29 @@ describe('transaction: routing a lane batch into its records', () => {
       ],
     );
     assert.deepEqual(
-      records[1]!.messages.map((m) => decode<ReplyRecord>(m.value as Buffer).request_id),
-      ['r2', 'r3'],
+      records[1]!.messages.map((m) => [m.key, decode<ReplyRecord>(m.value).request_id]),
+      [
+        ['r2', 'r2'],
+        ['r3', 'r3'],
+      ],
     );
+    // The lane's bytes go on the wire as they are: nothing is serialized again here.
+    assert.deepEqual(decode(records[0]!.messages[0]!.value), event);
+    assert.equal(records[0]!.messages[0]!.key, 'a');
+    assert.deepEqual(records[2]!.messages[0]!.key, 'leg1');
   });
 
   it('a read-only batch has no records at all (it takes no transaction)', () => {
     const local: ReplyRecord[] = [];
-    const only_local = output({ replies: [{ reply_to: 'rt.replies.me', request_id: 'r', reply }] as never });
+    const only_local = output({ replies: [{ reply_to: 'rt.replies.me', ...replyRecord('r') }] });
     assert.deepEqual(routeRecords(0, only_local, route, local), []);
     assert.equal(local.length, 1);
   });
 
   it('a follow-up leg without an owner is a routing invariant', () => {
-    const orphan = output({
-      follow_ups: [
-        {
-          command: { type: 'expire_authorizations', command_id: 'x', time_ms: 0 } as never,
-          reply_to: null,
-          request_id: null,
-          traceparent: null,
-        },
-      ],
-    });
+    const orphan = output({ follow_ups: [{ partition: null, key: 'x', value: encode({}) }] });
     assert.throws(() => routeRecords(0, orphan, route, []), /routing invariant: follow-up x has no owner/);
+    const outside = output({ follow_ups: [{ partition: 8, key: 'y', value: encode({}) }] });
+    assert.throws(() => routeRecords(0, outside, route, []), /routing invariant: follow-up y has no owner/);
   });
 });

@@ -157,6 +157,7 @@ function fetchedBatch(payload: EachBatchPayload): FetchedBatch {
   const { batch } = payload;
   return {
     partition: batch.partition,
+    group: null,
     messages: batch.messages,
     high_watermark: batch.highWatermark,
     current: () => payload.isRunning() && !payload.isStale(),
@@ -188,7 +189,16 @@ function kafkajsTransactionalProducer(
       const txn = await producer.transaction();
       await txn.abort();
     },
-    transaction: () => producer.transaction(),
+    transaction: async () => {
+      const txn = await producer.transaction();
+      return {
+        // kafkajs' TxnOffsetCommit carries no generation: fencing rests on one transactional id per partition.
+        sendOffsets: ({ consumerGroupId, topics }) => txn.sendOffsets({ consumerGroupId, topics }),
+        sendBatch: (batch) => txn.sendBatch(batch),
+        commit: () => txn.commit(),
+        abort: () => txn.abort(),
+      };
+    },
     disconnect: () => producer.disconnect(),
   };
 }

@@ -1,0 +1,350 @@
+import { FetchIsolationLevels, Consumer as PltConsumer, type RetryDelayGetter } from '@platformatic/kafka';
+import type { Logger } from '../../log.js';
+import type {
+  FetchedBatch,
+  GroupConsumer,
+  GroupConsumerOptions,
+  GroupHandlers,
+  GroupMetadata,
+  InRecord,
+} from '../kafka-port.js';
+import { classified, protocolType } from './errors.js';
+
+/** Control batches (transaction markers) carry this attribute bit. */
+const is_control = 0x20;
+/** Wait between fetch rounds when nothing can be fetched (all partitions paused or busy), and after errors. */
+const idle_wait_ms = 10;
+const error_backoff_ms_first = 50;
+const error_backoff_ms_max = 2_000;
+
+interface BaseClientOptions {
+  clientId: string;
+  bootstrapBrokers: string[];
+  timeout: number;
+  retries: number;
+  retryDelay: RetryDelayGetter;
+  log: Logger;
+}
+
+/**
+ * A read_committed group member on @platformatic/kafka: the client's classic-protocol membership (join,
+ * sync, heartbeats, rejoin on rebalance), and a fetch loop of our own over its low-level `fetch`, because its
+ * stream can neither pause one partition nor be seeked, and keeps delivering records fetched for partitions
+ * a rebalance took away. Positions are ours: the committed offset (or `from`) when a partition is assigned,
+ * then what the handler resolved; a seek or a revocation bumps the partition's epoch, which makes every
+ * batch fetched before it stale (`current()` false, its resolutions ignored). One batch per partition is
+ * handled at a time; batches of different partitions run concurrently, up to partitions_concurrently_max.
+ */
+export class PlatformaticGroupConsumer implements GroupConsumer {
+  readonly #o: GroupConsumerOptions;
+  readonly #client: BaseClientOptions;
+  #consumer: PltConsumer | null = null;
+  #h: GroupHandlers | null = null;
+  #group: GroupMetadata | null = null;
+  readonly #assigned = new Set<number>();
+  readonly #positions = new Map<number, bigint>();
+  readonly #epochs = new Map<number, number>();
+  readonly #paused = new Set<number>();
+  readonly #busy = new Map<number, Promise<void>>();
+  #running = false;
+  #loop: Promise<void> = Promise.resolve();
+  #wake: () => void = () => {};
+
+  constructor(client: BaseClientOptions, o: GroupConsumerOptions) {
+    this.#client = client;
+    this.#o = o;
+  }
+
+  async start(h: GroupHandlers): Promise<void> {
+    this.#h = h;
+    const session_timeout_ms = this.#o.session_timeout_ms ?? 30_000;
+    const { log, ...client } = this.#client;
+    const consumer = new PltConsumer({
+      ...client,
+      groupId: this.#o.group_id,
+      autocommit: false,
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+      maxWaitTime: this.#o.max_wait_ms,
+      sessionTimeout: session_timeout_ms,
+      rebalanceTimeout: session_timeout_ms,
+      heartbeatInterval: Math.max(500, Math.floor(session_timeout_ms / 10)),
+    });
+    this.#consumer = consumer;
+    consumer.on('consumer:group:join', (payload) => this.#onJoin(payload));
+    consumer.on('error', (err: unknown) =>
+      log.warn({ err: (err as Error)?.message }, 'kafka consumer error'),
+    );
+    consumer.topics.track(this.#o.topic);
+    await classified('join group', () => consumer.joinGroup({}));
+    this.#running = true;
+    this.#loop = this.#fetchLoop().catch((err) => {
+      this.#running = false;
+      this.#h?.onCrash?.(err, false);
+    });
+  }
+
+  #onJoin(payload: {
+    memberId: string;
+    generationId?: number;
+    assignments?: { topic: string; partitions: number[] }[];
+  }) {
+    const consumer = this.#consumer;
+    if (!consumer) return;
+    const partitions = payload.assignments?.find((a) => a.topic === this.#o.topic)?.partitions ?? [];
+    const next = new Set(partitions);
+    for (const p of this.#assigned) {
+      if (next.has(p)) continue;
+      this.#assigned.delete(p);
+      this.#positions.delete(p);
+      this.#paused.delete(p);
+      this.#bump(p);
+    }
+    for (const p of next) {
+      if (this.#assigned.has(p)) continue;
+      this.#assigned.add(p);
+      this.#positions.delete(p); // read from the committed offset at the next fetch round
+      this.#bump(p);
+    }
+    this.#group = {
+      group_id: this.#o.group_id,
+      generation_id: payload.generationId ?? consumer.generationId,
+      member_id: payload.memberId,
+      coordinator_id: consumer.coordinatorId ?? -1,
+    };
+    this.#h?.onAssignment?.({ member_id: payload.memberId, partitions: [...next].sort((a, b) => a - b) });
+    this.#wake();
+  }
+
+  #bump(partition: number): void {
+    this.#epochs.set(partition, (this.#epochs.get(partition) ?? 0) + 1);
+  }
+
+  #epoch(partition: number): number {
+    return this.#epochs.get(partition) ?? 0;
+  }
+
+  seek(partition: number, offset: string): void {
+    this.#positions.set(partition, BigInt(offset));
+    this.#bump(partition);
+    this.#wake();
+  }
+
+  pause(partitions: number[]): void {
+    for (const p of partitions) this.#paused.add(p);
+  }
+
+  async commitOffsets(offsets: { partition: number; offset: string }[]): Promise<void> {
+    const consumer = this.#requireConsumer();
+    await classified('commit offsets', () =>
+      consumer.commit({
+        offsets: offsets.map((o) => ({
+          topic: this.#o.topic,
+          partition: o.partition,
+          offset: BigInt(o.offset),
+          leaderEpoch: -1,
+        })),
+      }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#wake();
+    await this.#loop;
+    await Promise.all(this.#busy.values());
+  }
+
+  async disconnect(): Promise<void> {
+    await this.stop();
+    const consumer = this.#consumer;
+    this.#consumer = null;
+    if (!consumer) return;
+    // The callback forms: the promise overloads are shadowed by the callback ones for these arguments.
+    await new Promise<void>((resolve) => consumer.leaveGroup(false, () => resolve()));
+    await new Promise<void>((resolve) => consumer.close(true, () => resolve()));
+  }
+
+  #requireConsumer(): PltConsumer {
+    if (!this.#consumer) throw new Error('kafka port invariant: consumer used before start');
+    return this.#consumer;
+  }
+
+  /** Bounded per round: one fetch per partition leader; errors back off up to error_backoff_ms_max. */
+  async #fetchLoop(): Promise<void> {
+    let backoff_ms = error_backoff_ms_first;
+    while (this.#running) {
+      const ready = [...this.#assigned].filter((p) => !this.#paused.has(p) && !this.#busy.has(p));
+      const room = (this.#o.partitions_concurrently_max ?? 1) - this.#busy.size;
+      if (ready.length === 0 || room <= 0) {
+        await this.#sleep(idle_wait_ms);
+        continue;
+      }
+      try {
+        await this.#initPositions(ready);
+        await this.#fetchRound(ready.filter((p) => this.#positions.has(p)).slice(0, room));
+        backoff_ms = error_backoff_ms_first;
+      } catch (err) {
+        if (!this.#running) return;
+        this.#client.log.warn(
+          { err: (err as Error)?.message, type: protocolType(err) },
+          'kafka fetch failed; retrying',
+        );
+        this.#consumer?.clearMetadata();
+        await this.#sleep(backoff_ms);
+        backoff_ms = Math.min(backoff_ms * 2, error_backoff_ms_max);
+      }
+    }
+  }
+
+  /** The committed offset of each partition without a position, else `from` (earliest or latest). */
+  async #initPositions(partitions: number[]): Promise<void> {
+    const missing = partitions.filter((p) => !this.#positions.has(p));
+    if (missing.length === 0) return;
+    const consumer = this.#requireConsumer();
+    const epochs = new Map(missing.map((p) => [p, this.#epoch(p)]));
+    const topic = this.#o.topic;
+    const committed = await consumer.listCommittedOffsets({ topics: [{ topic, partitions: missing }] });
+    const listed = await consumer.listOffsets({
+      topics: [topic],
+      partitions: { [topic]: missing },
+      timestamp: this.#o.from === 'earliest' ? -2n : -1n,
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+    });
+    for (const p of missing) {
+      if (this.#epoch(p) !== epochs.get(p) || this.#positions.has(p)) continue; // seeked meanwhile
+      const c = committed.get(topic)?.[p];
+      const position = c !== undefined && c >= 0n ? c : listed.get(topic)?.[p];
+      if (position !== undefined) this.#positions.set(p, position);
+    }
+  }
+
+  async #fetchRound(partitions: number[]): Promise<void> {
+    if (partitions.length === 0) return;
+    const consumer = this.#requireConsumer();
+    const metadata = await consumer.metadata({ topics: [this.#o.topic] });
+    const topic = metadata.topics.get(this.#o.topic);
+    if (!topic) throw new Error(`kafka port invariant: no metadata for ${this.#o.topic}`);
+    const by_leader = new Map<number, number[]>();
+    for (const p of partitions) {
+      const leader = topic.partitions[p]?.leader ?? -1;
+      by_leader.set(leader, [...(by_leader.get(leader) ?? []), p]);
+    }
+    await Promise.all(
+      [...by_leader].map(async ([leader, list]) => {
+        const requested = new Map(
+          list.map((p) => [p, { offset: this.#positions.get(p)!, epoch: this.#epoch(p) }]),
+        );
+        const response = await consumer.fetch({
+          node: leader,
+          isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+          maxWaitTime: this.#o.max_wait_ms,
+          maxBytes: 50 * 1_048_576,
+          topics: [
+            {
+              topicId: topic.id,
+              partitions: list.map((p) => ({
+                partition: p,
+                fetchOffset: requested.get(p)!.offset,
+                partitionMaxBytes: this.#o.max_bytes_per_partition ?? 1_048_576,
+                currentLeaderEpoch: -1,
+                lastFetchedEpoch: -1,
+              })),
+            },
+          ],
+        } as never);
+        for (const t of response.responses) {
+          for (const part of t.partitions) this.#deliver(part, requested.get(part.partitionIndex));
+        }
+      }),
+    );
+    this.#h?.onFetch?.();
+  }
+
+  #deliver(
+    part: {
+      partitionIndex: number;
+      highWatermark: bigint;
+      records?: {
+        firstOffset: bigint;
+        lastOffsetDelta: number;
+        attributes: number;
+        records: { offsetDelta: number; value: Buffer | null }[];
+      }[];
+    },
+    requested: { offset: bigint; epoch: number } | undefined,
+  ): void {
+    const p = part.partitionIndex;
+    if (!requested || !part.records || part.records.length === 0) return;
+    if (this.#epoch(p) !== requested.epoch || !this.#assigned.has(p)) return; // seeked or revoked meanwhile
+    const messages: InRecord[] = [];
+    let last = requested.offset - 1n;
+    for (const batch of part.records) {
+      const batch_last = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+      if (batch_last > last) last = batch_last;
+      if (batch.attributes & is_control) continue;
+      for (const record of batch.records) {
+        const offset = batch.firstOffset + BigInt(record.offsetDelta);
+        if (offset >= requested.offset) messages.push({ offset: offset.toString(), value: record.value });
+      }
+    }
+    if (last < requested.offset) return;
+    const handled = this.#handle(p, messages, last, requested.epoch, part.highWatermark);
+    this.#busy.set(p, handled);
+  }
+
+  async #handle(p: number, messages: InRecord[], last: bigint, epoch: number, high: bigint): Promise<void> {
+    const manual = this.#o.manual_resolve ?? false;
+    let resolved: bigint | null = null;
+    const current = () => this.#running && this.#epoch(p) === epoch && this.#assigned.has(p);
+    const batch: FetchedBatch = {
+      partition: p,
+      // The generation now, while the partition stayed ours since the fetch (a revocation bumps the epoch):
+      // a commit that reaches the coordinator after a later rebalance is refused with ILLEGAL_GENERATION.
+      get group() {
+        return groupOf();
+      },
+      messages,
+      high_watermark: high.toString(),
+      current,
+      resolveOffset: (offset) => {
+        if (current()) resolved = BigInt(offset);
+      },
+      heartbeat: async () => {}, // the client heartbeats on its own timer
+      pause: () => {
+        this.#paused.add(p);
+        return () => {
+          this.#paused.delete(p);
+          this.#wake();
+        };
+      },
+    };
+    const fetch_group = this.#group;
+    const groupOf = () => (current() ? this.#group : fetch_group);
+    try {
+      await this.#h!.onBatch(batch);
+      if (this.#epoch(p) === epoch) {
+        const last_data = messages.length > 0 ? BigInt(messages[messages.length - 1]!.offset) : null;
+        if (!manual || last_data === null || resolved === last_data) this.#positions.set(p, last + 1n);
+        else if (resolved !== null) this.#positions.set(p, resolved + 1n);
+      }
+      this.#h!.onBatchEnd?.(p, last.toString());
+    } catch (err) {
+      // The batch is fetched again; the handler's owner decides whether that is fatal.
+      this.#h!.onCrash?.(err, true);
+    } finally {
+      this.#busy.delete(p);
+      this.#wake();
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
