@@ -1,4 +1,10 @@
-import { FetchIsolationLevels, Consumer as PltConsumer, type RetryDelayGetter } from '@platformatic/kafka';
+import {
+  FetchIsolationLevels,
+  kGetApi,
+  kGetConnection,
+  Consumer as PltConsumer,
+  type RetryDelayGetter,
+} from '@platformatic/kafka';
 import type { Logger } from '../../log.js';
 import type {
   FetchedBatch,
@@ -8,9 +14,10 @@ import type {
   GroupMetadata,
   InRecord,
 } from '../kafka-port.js';
-import { classified, protocolType } from './errors.js';
+import { classified, KafkaPortError, protocolType } from './errors.js';
 
-/** Control batches (transaction markers) carry this attribute bit. */
+/** Record batch attribute bits (Kafka protocol). */
+const is_transactional = 0x10;
 const is_control = 0x20;
 /** Wait between fetch rounds when nothing can be fetched (all partitions paused or busy), and after errors. */
 const idle_wait_ms = 10;
@@ -35,6 +42,61 @@ interface BaseClientOptions {
  * batch fetched before it stale (`current()` false, its resolutions ignored). One batch per partition is
  * handled at a time; batches of different partitions run concurrently, up to partitions_concurrently_max.
  */
+/** One fetch response's bytes at most (the broker returns at least one batch even past it). */
+const fetch_bytes_max = 50 * 1_048_576;
+
+interface FetchedBatchRecords {
+  firstOffset: bigint;
+  lastOffsetDelta: number;
+  attributes: number;
+  producerId: bigint;
+  records: { offsetDelta: number; key: Buffer | null; value: Buffer | null }[];
+}
+interface FetchedPartition {
+  partitionIndex: number;
+  highWatermark: bigint;
+  abortedTransactions?: { producerId: bigint; firstOffset: bigint }[];
+  records?: FetchedBatchRecords[];
+}
+interface FetchResponse {
+  responses: { topicId: string; partitions: FetchedPartition[] }[];
+}
+interface ClientInternals {
+  [kGetApi](name: string, cb: (error: Error | null, api: (...args: unknown[]) => void) => void): void;
+  [kGetConnection](broker: unknown, cb: (error: Error | null, connection: unknown) => void): void;
+}
+
+/**
+ * The batches of a read_committed fetch without those of aborted transactions, as the Java consumer
+ * filters them: an aborted transaction listed in the response starts at its first offset; its producer's
+ * transactional batches are skipped until that producer's abort marker. Control batches stay (they move
+ * the position); an abort marker of a transaction the response does not list ends nothing.
+ */
+export function committedBatches(part: FetchedPartition): FetchedBatchRecords[] {
+  const batches = part.records ?? [];
+  const aborted = [...(part.abortedTransactions ?? [])].sort((a, b) =>
+    a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
+  );
+  if (aborted.length === 0) return batches;
+  const aborting = new Set<bigint>();
+  const kept: FetchedBatchRecords[] = [];
+  let next = 0;
+  for (const batch of batches) {
+    const batch_last = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+    while (next < aborted.length && aborted[next]!.firstOffset <= batch_last)
+      aborting.add(aborted[next++]!.producerId);
+    if (batch.attributes & is_control) {
+      // Control record key: version (int16), type (int16): 0 = ABORT, 1 = COMMIT.
+      if (batch.records[0]?.key?.readInt16BE(2) === 0) aborting.delete(batch.producerId);
+      kept.push(batch);
+      continue;
+    }
+    if (batch.attributes & is_transactional && aborting.has(batch.producerId)) continue;
+    kept.push(batch);
+  }
+  return kept;
+}
+
 export class PlatformaticGroupConsumer implements GroupConsumer {
   readonly #o: GroupConsumerOptions;
   readonly #client: BaseClientOptions;
@@ -234,24 +296,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
         const requested = new Map(
           list.map((p) => [p, { offset: this.#positions.get(p)!, epoch: this.#epoch(p) }]),
         );
-        const response = await consumer.fetch({
-          node: leader,
-          isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-          maxWaitTime: this.#o.max_wait_ms,
-          maxBytes: 50 * 1_048_576,
-          topics: [
-            {
-              topicId: topic.id,
-              partitions: list.map((p) => ({
-                partition: p,
-                fetchOffset: requested.get(p)!.offset,
-                partitionMaxBytes: this.#o.max_bytes_per_partition ?? 1_048_576,
-                currentLeaderEpoch: -1,
-                lastFetchedEpoch: -1,
-              })),
-            },
-          ],
-        } as never);
+        const response = await this.#fetchFrom(leader, topic.id, list, requested);
         for (const t of response.responses) {
           for (const part of t.partitions) this.#deliver(part, requested.get(part.partitionIndex));
         }
@@ -260,19 +305,66 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.#h?.onFetch?.();
   }
 
-  #deliver(
-    part: {
-      partitionIndex: number;
-      highWatermark: bigint;
-      records?: {
-        firstOffset: bigint;
-        lastOffsetDelta: number;
-        attributes: number;
-        records: { offsetDelta: number; value: Buffer | null }[];
-      }[];
-    },
-    requested: { offset: bigint; epoch: number } | undefined,
-  ): void {
+  /**
+   * One Fetch request, read_committed, sent through the client's protocol layer: its own `fetch` filters
+   * aborted transactions with a bug (an abort marker whose transaction the response does not list throws
+   * inside its socket handler, which ends the process), so aborted records are filtered here
+   * (committedBatches).
+   */
+  async #fetchFrom(
+    leader: number,
+    topic_id: string,
+    list: number[],
+    requested: Map<number, { offset: bigint; epoch: number }>,
+  ): Promise<FetchResponse> {
+    const consumer = this.#requireConsumer();
+    const internals = consumer as unknown as ClientInternals;
+    const metadata = await consumer.metadata({ topics: [this.#o.topic] });
+    const broker = metadata.brokers.get(leader);
+    if (!broker) {
+      throw new KafkaPortError(`no broker ${leader} in metadata`, 'NOT_LEADER_OR_FOLLOWER', true, {
+        cause: null,
+      });
+    }
+    const api = await new Promise<(...args: unknown[]) => void>((resolve, reject) =>
+      internals[kGetApi]('Fetch', (e, a) => (e ? reject(e) : resolve(a))),
+    );
+    const connection = await new Promise<unknown>((resolve, reject) =>
+      internals[kGetConnection](broker, (e, c) => (e ? reject(e) : resolve(c))),
+    );
+    const topics = [
+      {
+        topicId: topic_id,
+        partitions: list.map((p) => ({
+          partition: p,
+          fetchOffset: requested.get(p)!.offset,
+          partitionMaxBytes: this.#o.max_bytes_per_partition ?? 1_048_576,
+          currentLeaderEpoch: -1,
+          lastFetchedEpoch: -1,
+        })),
+      },
+    ];
+    const response = await new Promise<FetchResponse>((resolve, reject) =>
+      api(
+        connection,
+        this.#o.max_wait_ms,
+        1,
+        fetch_bytes_max,
+        FetchIsolationLevels.READ_COMMITTED,
+        0,
+        0,
+        topics,
+        [],
+        '',
+        (e: Error | null, r: FetchResponse) => (e ? reject(e) : resolve(r)),
+      ),
+    );
+    for (const t of response.responses)
+      for (const part of t.partitions) part.records = committedBatches(part);
+    return response;
+  }
+
+  #deliver(part: FetchedPartition, requested: { offset: bigint; epoch: number } | undefined): void {
     const p = part.partitionIndex;
     if (!requested || !part.records || part.records.length === 0) return;
     if (this.#epoch(p) !== requested.epoch || !this.#assigned.has(p)) return; // seeked or revoked meanwhile

@@ -87,8 +87,9 @@ function toMessages(batch: { topicMessages: TopicRecords[] }) {
         partition: r.partition,
         key: r.key === null ? undefined : Buffer.from(r.key),
         value: r.value,
+        // Header keys and values both go on the wire as bytes (a string key fails the batch's CRC).
         ...(r.headers
-          ? { headers: Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, Buffer.from(v)])) }
+          ? { headers: new Map(Object.entries(r.headers).map(([k, v]) => [Buffer.from(k), Buffer.from(v)])) }
           : {}),
       });
     }

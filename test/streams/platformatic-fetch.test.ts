@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { committedBatches } from '../../src/streams/platformatic/group-consumer.js';
+
+/** A record batch as the client's Fetch parser returns it; control batches carry one marker record. */
+function batch(first: number, count: number, producer: number, kind: 'data' | 'txn' | 'commit' | 'abort') {
+  const control = kind === 'commit' || kind === 'abort';
+  const key = Buffer.alloc(4);
+  key.writeInt16BE(kind === 'abort' ? 0 : 1, 2);
+  return {
+    firstOffset: BigInt(first),
+    lastOffsetDelta: count - 1,
+    attributes: (kind === 'data' ? 0 : 0x10) | (control ? 0x20 : 0),
+    producerId: BigInt(producer),
+    records: Array.from({ length: count }, (_, i) => ({
+      offsetDelta: i,
+      key: control ? key : null,
+      value: control ? null : Buffer.from(`${producer}@${first + i}`),
+    })),
+  };
+}
+const offsets = (batches: { firstOffset: bigint }[]) => batches.map((b) => Number(b.firstOffset));
+
+describe('read_committed filtering of a fetch (platformatic adapter)', () => {
+  it('skips the aborted transaction of one producer, keeps the committed one of another interleaved with it', () => {
+    const part = {
+      partitionIndex: 0,
+      highWatermark: 10n,
+      abortedTransactions: [{ producerId: 7n, firstOffset: 0n }],
+      records: [
+        batch(0, 2, 7, 'txn'), // aborted
+        batch(2, 2, 8, 'txn'), // committed later
+        batch(4, 1, 7, 'abort'),
+        batch(5, 1, 8, 'commit'),
+        batch(6, 2, 7, 'txn'), // producer 7's next transaction: not aborted (listed abort ended at 4)
+        batch(8, 1, 7, 'commit'),
+      ],
+    };
+    assert.deepEqual(offsets(committedBatches(part)), [2, 4, 5, 6, 8]);
+  });
+
+  it('an abort marker of a transaction the response does not list ends nothing and does not throw', () => {
+    // The client's own filter threw here (TypeError in its socket handler: the node died).
+    const part = {
+      partitionIndex: 0,
+      highWatermark: 5n,
+      abortedTransactions: [{ producerId: 9n, firstOffset: 3n }],
+      records: [
+        batch(0, 1, 4, 'abort'),
+        batch(1, 2, 5, 'txn'),
+        batch(3, 1, 9, 'txn'),
+        batch(4, 1, 9, 'abort'),
+      ],
+    };
+    assert.deepEqual(offsets(committedBatches(part)), [0, 1, 4]);
+  });
+
+  it('an aborted transaction whose marker is past the fetched range stays skipped to the end', () => {
+    const part = {
+      partitionIndex: 0,
+      highWatermark: 4n,
+      abortedTransactions: [{ producerId: 3n, firstOffset: 1n }],
+      records: [batch(0, 1, 3, 'data'), batch(1, 3, 3, 'txn')],
+    };
+    // Non-transactional data of the same producer id is never filtered.
+    assert.deepEqual(offsets(committedBatches(part)), [0]);
+  });
+
+  it('without aborted transactions every batch is kept, control batches included (they move the position)', () => {
+    const records = [batch(0, 3, 1, 'txn'), batch(3, 1, 1, 'commit')];
+    assert.deepEqual(offsets(committedBatches({ partitionIndex: 0, highWatermark: 4n, records })), [0, 3]);
+  });
+});
