@@ -1,7 +1,7 @@
 /**
  * End-to-end benchmark: `npm run bench:e2e [-- --quick] [--duration S] [--rate R] [--connections C]
  * [--ws-connections N --pipeline P] [--threads T] [--accounts A] [--partitions P] [--pg-pool N]
- * [--skip hello,node,ws,fastify,broker] [--cpu-prof DIR]`.
+ * [--skip hello,node,ws,fastify,broker] [--cpu-prof DIR] [--clients kafkajs,platformatic]`.
  *
  * Everything through the same generator (loadtest/), the same workload and the same machine, in one run:
  *   1. baseline (a) uWebSockets.js hello world: closed loop, C connections (the machine's HTTP ceiling)
@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     'perf-records': { type: 'string' },
     skip: { type: 'string', default: '' },
     'cpu-prof': { type: 'string' },
+    clients: { type: 'string', default: 'kafkajs' },
   },
 });
 const QUICK = args.quick ?? false;
@@ -58,6 +59,15 @@ const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
 const redis_url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const run_id = Date.now().toString(36);
 const prefix = `bench-e2e-${run_id}`;
+/** Kafka clients behind the node's port, in run order: each gets its own node, topics and phases. */
+const CLIENTS = (args.clients ?? 'kafkajs').split(',').map((c) => c.trim());
+for (const c of CLIENTS) if (c !== 'kafkajs' && c !== 'platformatic') throw new Error(`unknown client ${c}`);
+/** The running node's topic prefix (the first client's is `prefix`). */
+let node_prefix = prefix;
+let node_client = CLIENTS[0]!;
+/** Row names of the node's runs: `node, …` for the first client, `node (client), …` for the others. */
+const nodeName = (run: string, client = node_client) =>
+  client === CLIENTS[0] ? `node, ${run}` : `node (${client}), ${run}`;
 const report_dir = join(
   repo_root,
   'loadtest',
@@ -111,7 +121,7 @@ async function phase(
 ): Promise<Report> {
   note(`\n== ${name}`);
   const o = loadOptions(url, extra, name);
-  const node_run = name.startsWith('node,');
+  const node_run = name.startsWith('node');
   const end_before = node_run ? await nodeTopicsEnd() : 0;
   const report = await runLoadtest(o, { accounts, log: note });
   const written = node_run ? (await nodeTopicsEnd()) - end_before : 0;
@@ -146,9 +156,9 @@ async function nodeTopicsEnd(): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const names = topicNames(prefix);
+    const names = topicNames(node_prefix);
     let total = 0;
-    for (const topic of [names.commands, names.events, replyTopic(prefix, `bench-${run_id}`)]) {
+    for (const topic of [names.commands, names.events, replyTopic(node_prefix, `bench-${run_id}`)]) {
       for (const p of await admin.fetchTopicOffsets(topic)) total += Number(p.high);
     }
     return total;
@@ -253,8 +263,9 @@ async function startNode(): Promise<NodeRun> {
   const env: Record<string, string> = {
     KAFKA_BROKERS: brokers.join(','),
     REDIS_URL: redis_url,
-    TOPIC_PREFIX: prefix,
-    REDIS_KEY_PREFIX: `${prefix}:`,
+    TOPIC_PREFIX: node_prefix,
+    REDIS_KEY_PREFIX: `${node_prefix}:`,
+    KAFKA_CLIENT: node_client,
     NODE_ID: `bench-${run_id}`,
     PORT: String(PORTS.node),
     LOG_LEVEL: 'warn',
@@ -290,16 +301,16 @@ async function precreateTopics(node_id: string): Promise<void> {
   await admin.connect();
   try {
     await ensureTopics(admin, {
-      prefix,
+      prefix: node_prefix,
       node_id,
       partitions: Number(args.partitions ?? 64),
       replication_factor: 1,
     });
-    const names = topicNames(prefix);
+    const names = topicNames(node_prefix);
     const deadline = Date.now() + 60_000;
     for (let attempt = 0; attempt < 120 && Date.now() < deadline; attempt++) {
       const ok = await Promise.all(
-        [names.commands, names.events, replyTopic(prefix, node_id)].map((t) => admin.topicOffsets(t)),
+        [names.commands, names.events, replyTopic(node_prefix, node_id)].map((t) => admin.topicOffsets(t)),
       ).then(
         () => true,
         () => false,
@@ -427,7 +438,7 @@ async function cleanupNode(): Promise<void> {
   const redis = new Redis(redis_url);
   let cursor = '0';
   for (let i = 0; i < 100_000; i++) {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
     if (keys.length > 0) await redis.del(...keys);
     cursor = next;
     if (cursor === '0') break;
@@ -470,9 +481,11 @@ function printTable(): void {
  * This machine's limit for the node: the broker's raw produce rate (same record size, acks=all) divided by
  * the records the node actually wrote per answered payment in its closed-loop run.
  */
-function brokerCeiling(): { raw: number; records_per_answer: number; per_s: number } | null {
+function brokerCeiling(
+  client = CLIENTS[0]!,
+): { raw: number; records_per_answer: number; per_s: number } | null {
   const broker = rows.find((r) => r.name.includes('broker raw'));
-  const per = rows.find((r) => r.name.includes('node, closed loop HTTP'))?.records_per_answer;
+  const per = rows.find((r) => r.name.includes(nodeName('closed loop HTTP', client)))?.records_per_answer;
   if (!broker || per === undefined || per <= 0) return null;
   return { raw: broker.per_s, records_per_answer: per, per_s: broker.per_s / per };
 }
@@ -482,22 +495,22 @@ function ratio(a: Row | undefined, b: Row | undefined): string {
   return `${(a.per_s / b.per_s).toFixed(2)}×`;
 }
 
-function printRatios(common_rate: number | null): void {
+function printRatios(common_rate: number | null, client: string): void {
   const find = (s: string) => rows.find((r) => r.name.includes(s));
-  const node_closed = find('node, closed loop HTTP');
-  const node_ws = find('node, WebSocket');
+  const node_closed = find(nodeName('closed loop HTTP', client));
+  const node_ws = find(nodeName('WebSocket', client));
   const hello = find('uWS hello');
   const fastify = find('Fastify + PostgreSQL, closed');
   const fastify_open = find('Fastify + PostgreSQL, open');
-  const node_common = common_rate === null ? undefined : find(`node, open loop ${common_rate}/s`);
-  const node_goal = find(`node, open loop ${GOAL_RATE}/s`);
+  const node_common = common_rate === null ? undefined : find(nodeName(`open loop ${common_rate}/s`, client));
+  const node_goal = find(nodeName(`open loop ${GOAL_RATE}/s`, client));
   const broker = find('broker raw');
-  say('\nratios (same run):');
+  say(`\nratios (same run), node on ${client}:`);
   say(
     `  node HTTP closed loop / uWS hello world: ${ratio(node_closed, hello)} (share of the machine's HTTP ceiling)`,
   );
   say(`  node HTTP closed loop / Fastify + PostgreSQL: ${ratio(node_closed, fastify)} (goal ≥ 5×)`);
-  const ceiling = brokerCeiling();
+  const ceiling = brokerCeiling(client);
   if (ceiling && node_closed)
     say(
       `  node HTTP closed loop / broker-bound ceiling: ${((100 * node_closed.per_s) / ceiling.per_s).toFixed(1)} % (goal ≥ 25 %)`,
@@ -535,54 +548,82 @@ function printRatios(common_rate: number | null): void {
     );
 }
 
+/** Each other client's node against the first one's, run by run (issue 13's go/no-go). */
+function printClientRatios(): void {
+  const base = CLIENTS[0]!;
+  say(`\nclients (same run), each against ${base}:`);
+  for (const client of CLIENTS.slice(1)) {
+    for (const b of rows.filter((r) => r.name.startsWith(nodeName('', base)))) {
+      const run = b.name.slice(nodeName('', base).length);
+      const a = rows.find((r) => r.name === nodeName(run, client));
+      if (!a) continue;
+      say(`  ${client} / ${base}, ${run}: ${ratio(a, b)} answers/s; p99 ${a.p99_ms} ms vs ${b.p99_ms} ms`);
+    }
+  }
+}
+
 async function main(): Promise<number> {
   if (!existsSync(join(repo_root, 'dist', 'node.js')))
     throw new Error('dist/node.js missing: npm run build first');
   mkdirSync(report_dir, { recursive: true });
   let common_rate: number | null = null;
+  let record_size = 0;
   let verify_ok = true;
   let node: NodeRun | null = null;
   try {
     if (!SKIP.has('hello')) await helloPhase();
-    if (!SKIP.has('node')) {
+    for (const [index, client] of CLIENTS.entries()) {
+      node_client = client;
+      node_prefix = index === 0 ? prefix : `${prefix}-${client}`;
+      if (SKIP.has('node')) break;
+      note(`\n== node on ${client}`);
       node = await startNode();
-      await phase('node, closed loop HTTP', node.url, ['--connections', args.connections!], node.accounts);
+      await phase(
+        nodeName('closed loop HTTP'),
+        node.url,
+        ['--connections', args.connections!],
+        node.accounts,
+      );
       if (!SKIP.has('ws'))
         await phase(
-          'node, WebSocket pipelined',
+          nodeName('WebSocket pipelined'),
           node.url,
           ['--ws', '--connections', args['ws-connections']!, '--pipeline', args.pipeline!],
           node.accounts,
         );
-    }
-    if (!SKIP.has('fastify')) common_rate = await fastifyPhases();
-    if (node) {
+      if (index === 0 && !SKIP.has('fastify')) {
+        // Fastify runs while the first node idles: same machine, same run.
+        common_rate = await fastifyPhases();
+      }
       if (common_rate !== null)
         await phase(
-          `node, open loop ${common_rate}/s`,
+          nodeName(`open loop ${common_rate}/s`),
           node.url,
           ['--rate', String(common_rate)],
           node.accounts,
         );
       const last = await phase(
-        `node, open loop ${GOAL_RATE}/s`,
+        nodeName(`open loop ${GOAL_RATE}/s`),
         node.url,
         ['--rate', String(GOAL_RATE), '--verify', '--verify-sample', '5000'],
         node.accounts,
       );
-      verify_ok = last.verify?.ok ?? false;
-      const record_size = await commandRecordSize();
-      note(`node command records: mean ${record_size} B (key + value + headers)`);
+      verify_ok = verify_ok && (last.verify?.ok ?? false);
+      if (index === 0) record_size = await commandRecordSize();
       await stopServer(node.child);
-      if (!SKIP.has('broker') && record_size > 0)
-        await brokerPhase(record_size, Number(args.partitions ?? 64));
+      node = null;
+    }
+    if (record_size > 0) {
+      note(`node command records: mean ${record_size} B (key + value + headers)`);
+      if (!SKIP.has('broker')) await brokerPhase(record_size, Number(args.partitions ?? 64));
     }
   } finally {
     for (const c of children) if (c.exitCode === null) await stopServer(c);
     if (!SKIP.has('node')) await cleanupNode().catch((e: unknown) => note(`cleanup: ${String(e)}`));
   }
   printTable();
-  printRatios(common_rate);
+  for (const client of CLIENTS) printRatios(common_rate, client);
+  if (CLIENTS.length > 1) printClientRatios();
   if (args['cpu-prof'])
     say(
       `cpu profiles: ${readdirSync(args['cpu-prof']).length} files in ${args['cpu-prof']} (summary: node --import tsx bench/stream-profile.ts ${args['cpu-prof']}/*.cpuprofile)`,

@@ -513,6 +513,9 @@ for (const adapter of adapters) {
           await txn?.abort().catch(() => {});
         }
         assert.ok(failed !== null, 'the fenced producer could not commit');
+        console.log(
+          JSON.stringify({ adapter: name, fenced_at: failed.step, type: kafkaErrorType(failed.err) }),
+        );
         assert.ok(['sendBatch', 'commit'].includes(failed.step), `failed at ${failed.step}: ${failed.err}`);
         assert.ok(
           ['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH'].includes(kafkaErrorType(failed.err) ?? ''),

@@ -339,9 +339,14 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
       }));
     },
     groupOffsets: async (group_id, topic) => {
+      // Every partition named: an empty list asks for none (and without one the broker answers only the
+      // partitions that have a commit, where the port promises '-1').
+      const metadata = await classified('metadata', () => a().metadata({ topics: [topic] }));
+      const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+      const partitionIndexes = Array.from({ length: count }, (_, p) => p);
       const groups = await classified('list group offsets', () =>
         a().listConsumerGroupOffsets({
-          groups: [{ groupId: group_id, topics: [{ name: topic, partitionIndexes: [] }] }],
+          groups: [{ groupId: group_id, topics: [{ name: topic, partitionIndexes }] }],
           requireStable: true,
         }),
       );
