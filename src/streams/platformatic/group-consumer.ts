@@ -109,6 +109,9 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   readonly #paused = new Set<number>();
   readonly #busy = new Map<number, Promise<void>>();
   #running = false;
+  #handlers_running = 0;
+  /** At most one waiter per assigned partition (one batch per partition at a time). */
+  readonly #slot_waiters: (() => void)[] = [];
   #loop: Promise<void> = Promise.resolve();
   #wake: () => void = () => {};
 
@@ -236,14 +239,14 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     let backoff_ms = error_backoff_ms_first;
     while (this.#running) {
       const ready = [...this.#assigned].filter((p) => !this.#paused.has(p) && !this.#busy.has(p));
-      const room = (this.#o.partitions_concurrently_max ?? 1) - this.#busy.size;
-      if (ready.length === 0 || room <= 0) {
+      if (ready.length === 0) {
         await this.#sleep(idle_wait_ms);
         continue;
       }
       try {
         await this.#initPositions(ready);
-        await this.#fetchRound(ready.filter((p) => this.#positions.has(p)).slice(0, room));
+        // Every ready partition is fetched; partitions_concurrently_max bounds the handlers (#handle).
+        await this.#fetchRound(ready.filter((p) => this.#positions.has(p)));
         backoff_ms = error_backoff_ms_first;
       } catch (err) {
         if (!this.#running) return;
@@ -384,7 +387,33 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.#busy.set(p, handled);
   }
 
+  /** Waits for one of partitions_concurrently_max handler slots; the returned function frees it. */
+  async #slot(): Promise<() => void> {
+    const max = this.#o.partitions_concurrently_max ?? 1;
+    while (this.#handlers_running >= max) await new Promise<void>((r) => this.#slot_waiters.push(r));
+    this.#handlers_running++;
+    return () => {
+      this.#handlers_running--;
+      this.#slot_waiters.shift()?.();
+    };
+  }
+
   async #handle(p: number, messages: InRecord[], last: bigint, epoch: number, high: bigint): Promise<void> {
+    const release = await this.#slot();
+    try {
+      await this.#handleInSlot(p, messages, last, epoch, high);
+    } finally {
+      release();
+    }
+  }
+
+  async #handleInSlot(
+    p: number,
+    messages: InRecord[],
+    last: bigint,
+    epoch: number,
+    high: bigint,
+  ): Promise<void> {
     const manual = this.#o.manual_resolve ?? false;
     let resolved: bigint | null = null;
     const current = () => this.#running && this.#epoch(p) === epoch && this.#assigned.has(p);
