@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { Kafka } from 'kafkajs';
 import { Lanes } from '../../src/actors/lanes.js';
 import {
   type Command,
@@ -20,7 +19,6 @@ import { stateFromParts } from '../../src/protocol/checkpoint-delta.js';
 import { partitionOf } from '../../src/protocol/route.js';
 import { decode, encode } from '../../src/protocol/wire.js';
 import { Checkpoints } from '../../src/streams/checkpoints.js';
-import { kafkajsPort } from '../../src/streams/kafkajs/index.js';
 import { StreamProcessor } from '../../src/streams/processor.js';
 import { topicNames } from '../../src/streams/topics.js';
 import { redis_url } from '../integration/helpers.js';
@@ -84,7 +82,7 @@ class Harness {
   #newProcessor(): StreamProcessor {
     const log = createLogger('silent', 'scripted');
     return new StreamProcessor({
-      kafka: kafkajsPort(this.cluster.kafka() as unknown as Kafka),
+      kafka: this.cluster.port(),
       lanes: this.lanes,
       checkpoints: new Checkpoints({
         redis: this.redis,

@@ -1,10 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { AssignerProtocol } from 'kafkajs';
+import type {
+  Admin,
+  FetchedBatch,
+  GroupConsumer,
+  GroupHandlers,
+  InRecord,
+  KafkaPort,
+  ProduceAck,
+  TopicRecords,
+  TransactionalProducer,
+  TransactionSteps,
+} from '../../src/streams/kafka-port.js';
 import { protocolError } from './kafka-errors.js';
 
 /**
- * A scripted, in-memory stand-in for the part of kafkajs that the stream processor and the changelog replay
- * use (one broker, one consumer group member), with the transaction semantics that matter for exactly-once:
+ * A scripted, in-memory Kafka behind the port (src/streams/kafka-port.ts): what the stream processor and the
+ * changelog replay use (one broker, one consumer group member), with the transaction semantics that matter
+ * for exactly-once:
  *
  * - records of a transaction are invisible to read_committed readers, and hold the last stable offset (LSO)
  *   back, until its markers are written; EndTxn answers BEFORE the markers are written (they follow after
@@ -157,8 +169,16 @@ export class ScriptedCluster {
     return txn;
   }
 
-  kafka(): ScriptedKafka {
-    return new ScriptedKafka(this);
+  /** The Kafka port (src/streams/kafka-port.ts) over this cluster: what the engine is wired to. */
+  port(): KafkaPort {
+    return {
+      admin: () => new ScriptedAdmin(this),
+      consumer: (o) => new ScriptedConsumer(this, o.group_id, o.topic),
+      transactionalProducer: (o) => new ScriptedProducer(this, o.transactional_id),
+      producer: () => {
+        throw new Error('scripted kafka: the gateway producer is not modelled');
+      },
+    };
   }
 }
 
@@ -185,34 +205,17 @@ function faultError(fault: Fault): Error {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The kafkajs `Kafka` surface the processor uses: consumer(), producer(), admin(). */
-export class ScriptedKafka {
-  constructor(readonly cluster: ScriptedCluster) {}
-  consumer(opts: { groupId: string }) {
-    return new ScriptedConsumer(this.cluster, opts.groupId);
-  }
-  producer(opts: { transactionalId?: string }) {
-    return new ScriptedProducer(this.cluster, opts.transactionalId ?? null);
-  }
-  admin() {
-    return new ScriptedAdmin(this.cluster);
-  }
-}
-
-class ScriptedProducer {
+class ScriptedProducer implements TransactionalProducer {
   #epoch = -1;
   #in_txn = false;
   constructor(
     readonly cluster: ScriptedCluster,
-    readonly transactional_id: string | null,
+    readonly transactional_id: string,
   ) {}
 
-  async connect(): Promise<void> {}
-  async disconnect(): Promise<void> {}
-
-  async #init(): Promise<void> {
-    const id = this.transactional_id!;
-    // kafkajs retries CONCURRENT_TRANSACTIONS on InitProducerId itself (its retrier, bounded).
+  /** InitProducerId: fences older epochs; retried while the id's previous transaction completes. */
+  async connect(): Promise<void> {
+    const id = this.transactional_id;
     for (let attempt = 0; attempt < 100; attempt++) {
       const txn = this.cluster.txnState(id);
       if (txn.state === 'ongoing') this.cluster.endTxn(id, false); // the new epoch aborts what the old left open
@@ -226,28 +229,27 @@ class ScriptedProducer {
     throw protocolError('CONCURRENT_TRANSACTIONS', 51, true);
   }
 
+  async disconnect(): Promise<void> {}
+
   #checkEpoch(): void {
-    if (this.cluster.txnState(this.transactional_id!).epoch !== this.#epoch) {
+    if (this.cluster.txnState(this.transactional_id).epoch !== this.#epoch) {
       throw protocolError('INVALID_PRODUCER_EPOCH', 47, false);
     }
   }
 
-  async transaction() {
-    if (this.#in_txn) throw new Error('scripted kafkajs: a transaction is already ongoing');
-    if (this.#epoch < 0) await this.#init();
+  async transaction(): Promise<TransactionSteps> {
+    if (this.#epoch < 0) throw new Error('scripted kafka: transaction() before connect()');
+    if (this.#in_txn) throw new Error('scripted kafka: a transaction is already ongoing');
     this.#in_txn = true;
-    const id = this.transactional_id!;
+    const id = this.transactional_id;
     const cluster = this.cluster;
     let ended = false;
     let touched = false;
     const guard = () => {
-      if (ended) throw new Error('scripted kafkajs: transaction ended');
+      if (ended) throw new Error('scripted kafka: transaction ended');
     };
     return {
-      sendOffsets: async (o: {
-        consumerGroupId: string;
-        topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
-      }) => {
+      sendOffsets: async (o) => {
         guard();
         const fault = cluster.nextFault('offsets');
         if (fault) throw faultError(fault);
@@ -259,17 +261,12 @@ class ScriptedProducer {
         for (const t of o.topics)
           for (const p of t.partitions) group.set(`${t.topic}#${p.partition}`, p.offset);
       },
-      sendBatch: async (b: {
-        topicMessages: {
-          topic: string;
-          messages: { partition?: number; key?: string | Buffer | null; value: Buffer | string | null }[];
-        }[];
-      }) => {
+      sendBatch: async (b: { topicMessages: TopicRecords[] }) => {
         guard();
         const fault = cluster.nextFault('produce');
         if (fault) throw faultError(fault);
         this.#checkEpoch();
-        // kafkajs retries AddPartitionsToTxn's CONCURRENT_TRANSACTIONS inside sendBatch (its retrier).
+        // Clients retry AddPartitionsToTxn's CONCURRENT_TRANSACTIONS inside the produce (bounded).
         let txn: TxnState | null = null;
         for (let attempt = 0; txn === null; attempt++) {
           try {
@@ -280,29 +277,28 @@ class ScriptedProducer {
           }
         }
         touched = true;
-        const out: { topicName: string; partition: number; errorCode: number; baseOffset: string }[] = [];
+        const out: ProduceAck[] = [];
         for (const t of b.topicMessages) {
           const by_partition = new Map<number, typeof t.messages>();
           for (const m of t.messages) {
-            const list = by_partition.get(m.partition ?? 0) ?? [];
+            const list = by_partition.get(m.partition) ?? [];
             list.push(m);
-            by_partition.set(m.partition ?? 0, list);
+            by_partition.set(m.partition, list);
           }
           for (const [partition, messages] of by_partition) {
             const log = cluster.log(t.topic, partition);
             txn.partitions.add(`${t.topic}#${partition}`);
             const base = log.length;
             for (const m of messages) {
-              const value = m.value === null ? null : Buffer.from(m.value);
               log.push({
-                value,
-                key: m.key ? String(m.key) : null,
+                value: Buffer.from(m.value),
+                key: m.key,
                 control: false,
                 status: 'open',
                 txn: txn.serial,
               });
             }
-            out.push({ topicName: t.topic, partition, errorCode: 0, baseOffset: String(base) });
+            out.push({ topicName: t.topic, partition, baseOffset: String(base) });
           }
         }
         return out;
@@ -327,16 +323,8 @@ class ScriptedProducer {
   }
 }
 
-type Handler = (e: { payload: Record<string, unknown> }) => void;
-
-class ScriptedConsumer {
-  readonly events = {
-    GROUP_JOIN: 'consumer.group_join',
-    CRASH: 'consumer.crash',
-    END_BATCH_PROCESS: 'consumer.end_batch_process',
-  } as const;
-  readonly #handlers = new Map<string, Handler[]>();
-  #topic = '';
+/** The only member of its group: every partition assigned, at the group's committed offsets. */
+class ScriptedConsumer implements GroupConsumer {
   #running = false;
   #stopped: Promise<void> = Promise.resolve();
   readonly #position = new Map<number, number>();
@@ -346,83 +334,75 @@ class ScriptedConsumer {
   constructor(
     readonly cluster: ScriptedCluster,
     readonly group_id: string,
+    readonly topic: string,
   ) {}
 
-  on(event: string, handler: Handler): void {
-    this.#handlers.set(event, [...(this.#handlers.get(event) ?? []), handler]);
+  seek(partition: number, offset: string): void {
+    this.#position.set(partition, Number(offset));
+    this.#seek_generation.set(partition, (this.#seek_generation.get(partition) ?? 0) + 1);
   }
-  #emit(event: string, payload: Record<string, unknown>): void {
-    for (const h of this.#handlers.get(event) ?? []) h({ payload });
-  }
-  async connect(): Promise<void> {}
-  async subscribe(o: { topic: string }): Promise<void> {
-    this.#topic = o.topic;
-  }
-  seek(o: { partition: number; offset: string }): void {
-    this.#position.set(o.partition, Number(o.offset));
-    this.#seek_generation.set(o.partition, (this.#seek_generation.get(o.partition) ?? 0) + 1);
-  }
-  pause(list: { partitions: number[] }[]): void {
-    for (const l of list) for (const p of l.partitions) this.#paused.add(p);
+  pause(partitions: number[]): void {
+    for (const p of partitions) this.#paused.add(p);
   }
 
-  async run(o: { eachBatch: (payload: never) => Promise<void> }): Promise<void> {
-    const partitions = this.cluster.logs.get(this.#topic)?.length ?? 0;
+  async start(h: GroupHandlers): Promise<void> {
+    const partitions = this.cluster.logs.get(this.topic)?.length ?? 0;
     const all = Array.from({ length: partitions }, (_, p) => p);
-    const committed = this.cluster.committed.get(this.group_id)?.get(this.#topic);
+    const committed = this.cluster.committed.get(this.group_id)?.get(this.topic);
     for (const p of all) this.#position.set(p, Number(committed?.get(p) ?? 0));
     this.#running = true;
-    this.#emit(this.events.GROUP_JOIN, {
-      memberId: this.cluster.member_id,
-      memberAssignment: { [this.#topic]: all },
-    });
-    // Fetching starts after run() returns, as in kafkajs: seeks and pauses made right after it apply.
-    this.#stopped = sleep(0).then(() => this.#loop(all, o.eachBatch));
+    h.onAssignment?.({ member_id: this.cluster.member_id, partitions: all });
+    // Fetching starts after start() returns, as with a real client: seeks and pauses made right after apply.
+    this.#stopped = sleep(0).then(() => this.#loop(all, h));
   }
 
-  async #loop(all: number[], eachBatch: (payload: never) => Promise<void>): Promise<void> {
-    // One fetch round at a time, its partitions' batches handled concurrently (kafkajs with
-    // partitionsConsumedConcurrently): each partition has at most one batch in flight.
+  async #loop(all: number[], h: GroupHandlers): Promise<void> {
+    // One fetch round at a time, its partitions' batches handled concurrently: each partition has at most
+    // one batch in flight.
     while (this.#running) {
       const ready = all.filter((p) => !this.#paused.has(p));
-      const delivered = await Promise.all(ready.map((p) => this.#fetch(p, eachBatch)));
+      const delivered = await Promise.all(ready.map((p) => this.#fetch(p, h)));
+      h.onFetch?.();
       if (!delivered.includes(true)) await sleep(2);
     }
   }
 
   /** One fetch of one partition: data records between the position and the LSO, read_committed. */
-  async #fetch(partition: number, eachBatch: (payload: never) => Promise<void>): Promise<boolean> {
+  async #fetch(partition: number, h: GroupHandlers): Promise<boolean> {
     const from = this.#position.get(partition) ?? 0;
-    const lso = this.cluster.lso(this.#topic, partition);
+    const lso = this.cluster.lso(this.topic, partition);
     if (from >= lso) return false;
-    const log = this.cluster.log(this.#topic, partition);
-    const messages: { offset: string; value: Buffer | null; key: Buffer | null }[] = [];
+    const log = this.cluster.log(this.topic, partition);
+    const messages: InRecord[] = [];
     for (let offset = from; offset < lso; offset++) {
       const e = log[offset]!;
       if (e.control || e.status === 'aborted') continue;
-      messages.push({ offset: String(offset), value: e.value, key: e.key ? Buffer.from(e.key) : null });
+      messages.push({ offset: String(offset), value: e.value });
     }
     const generation = this.#seek_generation.get(partition) ?? 0;
     const stale = () => (this.#seek_generation.get(partition) ?? 0) !== generation;
     if (messages.length > 0) {
       let paused = false;
-      await eachBatch({
-        batch: { topic: this.#topic, partition, messages, highWatermark: String(log.length) },
-        resolveOffset: (offset: string) => {
+      const batch: FetchedBatch = {
+        partition,
+        group: null,
+        messages,
+        high_watermark: String(log.length),
+        current: () => this.#running && !stale(),
+        resolveOffset: (offset) => {
           if (!stale()) this.#position.set(partition, Number(offset) + 1);
         },
         heartbeat: async () => {},
-        isRunning: () => this.#running,
-        isStale: stale,
         pause: () => {
           paused = true;
           this.#paused.add(partition);
           return () => this.#paused.delete(partition);
         },
-      } as never);
+      };
+      await h.onBatch(batch);
       if (paused) return true;
     }
-    // Control records and aborted data at the end of the range are stepped over, as kafkajs does.
+    // Control records and aborted data at the end of the range are stepped over, as the clients do.
     if (
       !stale() &&
       (this.#position.get(partition) ?? 0) >=
@@ -430,7 +410,7 @@ class ScriptedConsumer {
     ) {
       this.#position.set(partition, lso);
     }
-    this.#emit(this.events.END_BATCH_PROCESS, { partition, lastOffset: String(lso - 1) });
+    h.onBatchEnd?.(partition, String(lso - 1));
     return true;
   }
 
@@ -442,48 +422,41 @@ class ScriptedConsumer {
     await this.stop();
   }
   async commitOffsets(): Promise<void> {
-    throw new Error('scripted kafkajs: at-least-once commits are not modelled');
+    throw new Error('scripted kafka: at-least-once commits are not modelled');
   }
 }
 
-class ScriptedAdmin {
+class ScriptedAdmin implements Admin {
   constructor(readonly cluster: ScriptedCluster) {}
   async connect(): Promise<void> {}
   async disconnect(): Promise<void> {}
   async deleteGroups(): Promise<void> {}
-  async fetchTopicOffsets(topic: string) {
+  async listTopics(): Promise<string[]> {
+    return [...this.cluster.logs.keys()];
+  }
+  async createTopics(topics: { topic: string; partitions: number }[]): Promise<void> {
+    for (const t of topics)
+      if (!this.cluster.logs.has(t.topic)) this.cluster.createTopic(t.topic, t.partitions);
+  }
+  async partitionCounts(topics: string[]): Promise<Map<string, number>> {
+    return new Map(topics.map((t) => [t, this.cluster.logs.get(t)?.length ?? 0]));
+  }
+  async topicOffsets(topic: string) {
     const partitions = this.cluster.logs.get(topic)?.length ?? 0;
-    return Array.from({ length: partitions }, (_, partition) => {
-      const high = String(this.cluster.lso(topic, partition));
-      return { partition, offset: high, high, low: '0' };
-    });
+    return Array.from({ length: partitions }, (_, partition) => ({
+      partition,
+      low: '0',
+      high: String(this.cluster.lso(topic, partition)),
+    }));
   }
-  async fetchOffsets(o: { groupId: string; topics: string[] }) {
-    return o.topics.map((topic) => {
-      const committed = this.cluster.committed.get(o.groupId)?.get(topic);
-      const partitions = this.cluster.logs.get(topic)?.length ?? 0;
-      return {
-        topic,
-        partitions: Array.from({ length: partitions }, (_, partition) => ({
-          partition,
-          offset: committed?.get(partition) ?? '-1',
-        })),
-      };
-    });
+  async groupOffsets(group_id: string, topic: string): Promise<Map<number, string>> {
+    const committed = this.cluster.committed.get(group_id)?.get(topic);
+    const partitions = this.cluster.logs.get(topic)?.length ?? 0;
+    return new Map(Array.from({ length: partitions }, (_, p) => [p, committed?.get(p) ?? '-1']));
   }
-  async describeGroups(groups: string[]) {
-    return {
-      groups: groups.map((groupId) => {
-        const topic = groupId.endsWith('.processor') ? groupId.replace(/\.processor$/, '.commands') : '';
-        const partitions = this.cluster.logs.get(topic)?.length ?? 0;
-        const assignment = { [topic]: Array.from({ length: partitions }, (_, p) => p) };
-        const memberAssignment = AssignerProtocol.MemberAssignment.encode({
-          version: 0,
-          assignment,
-          userData: Buffer.alloc(0),
-        });
-        return { groupId, members: [{ memberId: this.cluster.member_id, memberAssignment }] };
-      }),
-    };
+  async memberAssignment(group_id: string, member_id: string, topic: string): Promise<number[]> {
+    // The processor's group owns every partition of the commands topic; any other member owns nothing.
+    if (member_id !== this.cluster.member_id || !group_id.endsWith('.processor')) return [];
+    return Array.from({ length: this.cluster.logs.get(topic)?.length ?? 0 }, (_, p) => p);
   }
 }
