@@ -16,6 +16,22 @@ import type {
 } from '../kafka-port.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
 
+/** A batch its handler took nothing of is fetched again after this wait. */
+const refetch_wait_ms = 20;
+/** LeaveGroup and close wait at most this long each at shutdown. */
+const leave_ms_max = 3_000;
+
+function withinMs(ms: number, p: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** How often the membership watchdog looks, and how soon it tries again after a failed rejoin. */
+const membership_check_ms = 1_000;
+const membership_retry_ms = 2_000;
 /** Record batch attribute bits (Kafka protocol). */
 const is_transactional = 0x10;
 const is_control = 0x20;
@@ -107,12 +123,16 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   readonly #positions = new Map<number, bigint>();
   readonly #epochs = new Map<number, number>();
   readonly #paused = new Set<number>();
+  /** Partitions whose last batch was left untaken: not fetched again before this time. */
+  readonly #parked = new Map<number, number>();
   readonly #busy = new Map<number, Promise<void>>();
   #running = false;
+  #watchdog: NodeJS.Timeout | null = null;
+  #member_since_ms = 0;
+  #rejoining = false;
   #handlers_running = 0;
   /** At most one waiter per assigned partition (one batch per partition at a time). */
   readonly #slot_waiters: (() => void)[] = [];
-  #loop: Promise<void> = Promise.resolve();
   #wake: () => void = () => {};
 
   constructor(client: BaseClientOptions, o: GroupConsumerOptions) {
@@ -141,8 +161,11 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     );
     consumer.topics.track(this.#o.topic);
     await classified('join group', () => consumer.joinGroup({}));
+    this.#member_since_ms = Date.now();
     this.#running = true;
-    this.#loop = this.#fetchLoop().catch((err) => {
+    this.#watchdog = setInterval(() => void this.#checkMembership(session_timeout_ms), membership_check_ms);
+    this.#watchdog.unref();
+    void this.#fetchLoop().catch((err) => {
       this.#running = false;
       this.#h?.onCrash?.(err, false);
     });
@@ -212,10 +235,42 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     );
   }
 
+  /**
+   * The client stops heartbeating for good when a rejoin fails past its retries (a broker outage longer than
+   * them), and then silently fetches for a membership the coordinator has expired. A member without a
+   * successful heartbeat for a session timeout has lost its partitions: they are revoked here, and the group
+   * joined again (as a new member, if the old one expired), which assigns partitions anew (#onJoin).
+   */
+  async #checkMembership(session_timeout_ms: number): Promise<void> {
+    const consumer = this.#consumer;
+    if (!consumer || !this.#running || this.#rejoining) return;
+    const last_ms = Math.max(consumer.lastHeartbeat?.getTime() ?? 0, this.#member_since_ms);
+    if (Date.now() - last_ms < session_timeout_ms) return;
+    this.#rejoining = true;
+    this.#client.log.warn(
+      { group: this.#o.group_id, silent_ms: Date.now() - last_ms },
+      'no successful heartbeat for a session timeout: partitions revoked, joining the group again',
+    );
+    try {
+      this.#onJoin({ memberId: consumer.memberId ?? '', generationId: -1, assignments: [] });
+      await classified('rejoin group', () => consumer.joinGroup({}));
+      this.#member_since_ms = Date.now();
+    } catch (err) {
+      this.#client.log.warn({ err: (err as Error)?.message }, 'rejoining the group failed; retried');
+      this.#member_since_ms = Date.now() - session_timeout_ms + membership_retry_ms;
+    } finally {
+      this.#rejoining = false;
+    }
+  }
+
+  /**
+   * Waits for the batches being handled, not for a fetch in flight: during a broker outage a fetch can take
+   * as long as the request timeout, longer than a shutdown may wait. The loop ends by itself after it.
+   */
   async stop(): Promise<void> {
     this.#running = false;
+    if (this.#watchdog) clearInterval(this.#watchdog);
     this.#wake();
-    await this.#loop;
     await Promise.all(this.#busy.values());
   }
 
@@ -225,8 +280,9 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.#consumer = null;
     if (!consumer) return;
     // The callback forms: the promise overloads are shadowed by the callback ones for these arguments.
-    await new Promise<void>((resolve) => consumer.leaveGroup(false, () => resolve()));
-    await new Promise<void>((resolve) => consumer.close(true, () => resolve()));
+    // Bounded: a LeaveGroup the broker never answers must not hold a shutdown (the session expires anyway).
+    await withinMs(leave_ms_max, new Promise<void>((resolve) => consumer.leaveGroup(false, () => resolve())));
+    await withinMs(leave_ms_max, new Promise<void>((resolve) => consumer.close(true, () => resolve())));
   }
 
   #requireConsumer(): PltConsumer {
@@ -238,7 +294,10 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
   async #fetchLoop(): Promise<void> {
     let backoff_ms = error_backoff_ms_first;
     while (this.#running) {
-      const ready = [...this.#assigned].filter((p) => !this.#paused.has(p) && !this.#busy.has(p));
+      const now_ms = Date.now();
+      const ready = [...this.#assigned].filter(
+        (p) => !this.#paused.has(p) && !this.#busy.has(p) && (this.#parked.get(p) ?? 0) <= now_ms,
+      );
       if (ready.length === 0) {
         await this.#sleep(idle_wait_ms);
         continue;
@@ -447,6 +506,9 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
         const last_data = messages.length > 0 ? BigInt(messages[messages.length - 1]!.offset) : null;
         if (!manual || last_data === null || resolved === last_data) this.#positions.set(p, last + 1n);
         else if (resolved !== null) this.#positions.set(p, resolved + 1n);
+        // Nothing taken (no task for the partition, or one still restoring): fetching the same records again
+        // at once would loop hot (gigabytes a minute); the next try waits a little.
+        else this.#parked.set(p, Date.now() + refetch_wait_ms);
       }
       this.#h!.onBatchEnd?.(p, last.toString());
     } catch (err) {
