@@ -1,10 +1,4 @@
-import {
-  FetchIsolationLevels,
-  kGetApi,
-  kGetConnection,
-  Consumer as PltConsumer,
-  type RetryDelayGetter,
-} from '@platformatic/kafka';
+import { FetchIsolationLevels, Consumer as PltConsumer, type RetryDelayGetter } from '@platformatic/kafka';
 import type { Logger } from '../../log.js';
 import type {
   FetchedBatch,
@@ -15,6 +9,7 @@ import type {
   InRecord,
 } from '../kafka-port.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
+import { protocolCall } from './protocol-call.js';
 
 /** A batch its handler took nothing of is fetched again after this wait. */
 const refetch_wait_ms = 20;
@@ -76,10 +71,6 @@ interface FetchedPartition {
 }
 interface FetchResponse {
   responses: { topicId: string; partitions: FetchedPartition[] }[];
-}
-interface ClientInternals {
-  [kGetApi](name: string, cb: (error: Error | null, api: (...args: unknown[]) => void) => void): void;
-  [kGetConnection](broker: unknown, cb: (error: Error | null, connection: unknown) => void): void;
 }
 
 /**
@@ -380,7 +371,6 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     requested: Map<number, { offset: bigint; epoch: number }>,
   ): Promise<FetchResponse> {
     const consumer = this.#requireConsumer();
-    const internals = consumer as unknown as ClientInternals;
     const metadata = await consumer.metadata({ topics: [this.#o.topic] });
     const broker = metadata.brokers.get(leader);
     if (!broker) {
@@ -388,12 +378,6 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
         cause: null,
       });
     }
-    const api = await new Promise<(...args: unknown[]) => void>((resolve, reject) =>
-      internals[kGetApi]('Fetch', (e, a) => (e ? reject(e) : resolve(a))),
-    );
-    const connection = await new Promise<unknown>((resolve, reject) =>
-      internals[kGetConnection](broker, (e, c) => (e ? reject(e) : resolve(c))),
-    );
     const topics = [
       {
         topicId: topic_id,
@@ -406,21 +390,17 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
         })),
       },
     ];
-    const response = await new Promise<FetchResponse>((resolve, reject) =>
-      api(
-        connection,
-        this.#o.max_wait_ms,
-        1,
-        fetch_bytes_max,
-        FetchIsolationLevels.READ_COMMITTED,
-        0,
-        0,
-        topics,
-        [],
-        '',
-        (e: Error | null, r: FetchResponse) => (e ? reject(e) : resolve(r)),
-      ),
-    );
+    const response = await protocolCall<FetchResponse>(consumer, 'Fetch', broker, [
+      this.#o.max_wait_ms,
+      1,
+      fetch_bytes_max,
+      FetchIsolationLevels.READ_COMMITTED,
+      0,
+      0,
+      topics,
+      [],
+      '',
+    ]);
     for (const t of response.responses)
       for (const part of t.partitions) part.records = committedBatches(part);
     return response;

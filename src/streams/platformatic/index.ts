@@ -1,7 +1,5 @@
 import {
   FetchIsolationLevels,
-  kGetApi,
-  kGetConnection,
   Admin as PltAdmin,
   Producer as PltProducer,
   type ProduceResult,
@@ -20,6 +18,7 @@ import type {
 } from '../kafka-port.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
 import { PlatformaticGroupConsumer } from './group-consumer.js';
+import { protocolCall } from './protocol-call.js';
 
 /**
  * The Kafka port on @platformatic/kafka 1.x (pure JavaScript, KIP-447). Its sharp edges, each handled here
@@ -221,12 +220,6 @@ class PlatformaticTransactionalProducer implements TransactionalProducer {
   }
 }
 
-type ApiCallback = (error: Error | null, result?: unknown) => void;
-interface Internals {
-  [kGetApi](name: string, cb: (error: Error | null, api: (...args: unknown[]) => void) => void): void;
-  [kGetConnection](broker: unknown, cb: (error: Error | null, connection: unknown) => void): void;
-}
-
 /**
  * One TxnOffsetCommit carrying every partition (the client's addOffset sends one request per partition, and
  * merges concurrent ones into one, dropping the others). v3+ carries the generation and member id: KIP-447.
@@ -237,17 +230,10 @@ async function txnOffsetCommit(
   group: { group_id: string; generation_id: number; member_id: string; coordinator_id: number },
   topics: { topic: string; partitions: { partition: number; offset: string }[] }[],
 ): Promise<void> {
-  const internals = producer as unknown as Internals;
   const metadata = await producer.metadata({ topics: topics.map((t) => t.topic) });
   const broker = metadata.brokers.get(group.coordinator_id);
   if (!broker)
     throw new KafkaPortError('group coordinator unknown', 'NOT_COORDINATOR', true, { cause: null });
-  const api = await new Promise<(...args: unknown[]) => void>((resolve, reject) =>
-    internals[kGetApi]('TxnOffsetCommit', (e, a) => (e ? reject(e) : resolve(a))),
-  );
-  const connection = await new Promise<unknown>((resolve, reject) =>
-    internals[kGetConnection](broker, (e, c) => (e ? reject(e) : resolve(c))),
-  );
   const request = topics.map((t) => ({
     name: t.topic,
     partitions: t.partitions.map((p) => ({
@@ -258,20 +244,16 @@ async function txnOffsetCommit(
     })),
   }));
   const { producerId, producerEpoch } = producer as unknown as { producerId: bigint; producerEpoch: number };
-  await new Promise<void>((resolve, reject) =>
-    api(
-      connection,
-      transactional_id,
-      group.group_id,
-      producerId,
-      producerEpoch,
-      group.generation_id,
-      group.member_id,
-      null,
-      request,
-      ((e) => (e ? reject(e) : resolve())) as ApiCallback,
-    ),
-  );
+  await protocolCall(producer, 'TxnOffsetCommit', broker, [
+    transactional_id,
+    group.group_id,
+    producerId,
+    producerEpoch,
+    group.generation_id,
+    group.member_id,
+    null,
+    request,
+  ]);
 }
 
 function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
