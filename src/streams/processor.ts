@@ -356,7 +356,7 @@ export class StreamProcessor {
       throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
     }
     const offset = { topic: this.#o.names.commands, partition: task.partition, offset: next_offset };
-    const metadata = await producer.commit({ offset, records, group: task.group() });
+    const metadata = await producer.commit({ offset, records, group: task.group });
     // The offset committed covers every deferred read-only chunk before it.
     task.offsetCommitted(next_offset);
     const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);

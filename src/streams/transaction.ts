@@ -64,6 +64,21 @@ export function coordinatorBusyType(err: unknown): string | null {
   return type !== null && coordinator_busy_types.has(type) ? type : null;
 }
 
+/**
+ * The group coordinator's answers to a TxnOffsetCommit sent with a generation it has just left (KIP-447):
+ * the group is rebalancing, or has completed a rebalance our member has not seen the end of yet. For a
+ * partition this member kept through the rebalance the offsets are sent again with the generation it joins
+ * (the commit's group is read per attempt); for one it lost, the old generation is sent again and refused
+ * again, and the transaction fails as before (aborted, the partition released or rebuilt).
+ */
+const generation_moved_types = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION']);
+
+export function offsetsRetryType(err: unknown): string | null {
+  const type = kafkaErrorType(err);
+  if (type !== null && generation_moved_types.has(type)) return type;
+  return coordinatorBusyType(err);
+}
+
 export interface RetryPolicy {
   /** Attempts of one step, the first included. */
   attempts_max: number;
@@ -110,13 +125,14 @@ export async function retryBusy<T>(
   policy: RetryPolicy,
   onRetry: (type: string) => void,
   sleep: (ms: number) => Promise<void> = defaultSleep,
+  retriable: (err: unknown) => string | null = coordinatorBusyType,
 ): Promise<T> {
   let backoff_ms = policy.backoff_ms_first;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      const type = coordinatorBusyType(err);
+      const type = retriable(err);
       if (type === null || attempt >= policy.attempts_max) throw err;
       onRetry(type);
       await sleep(backoff_ms);
@@ -133,8 +149,8 @@ export interface CommitRequest {
   group_id: string;
   /** The consumed position that this transaction commits: the next command offset of the partition. */
   offset: { topic: string; partition: number; offset: bigint };
-  /** The group generation the offset was consumed in (KIP-447 adapters require it). */
-  group?: GroupMetadata | null;
+  /** The group generation to commit the offset in, read per attempt (KIP-447 adapters require it). */
+  group?: () => GroupMetadata | null;
   records: TopicMessages[];
 }
 
@@ -160,17 +176,17 @@ export async function commitTransaction(
   let step: StepName = 'offsets';
   try {
     const { offset } = request;
-    const offsets = {
+    const offsets = () => ({
       consumerGroupId: request.group_id,
-      group: request.group ?? null,
+      group: request.group?.() ?? null,
       topics: [
         {
           topic: offset.topic,
           partitions: [{ partition: offset.partition, offset: offset.offset.toString() }],
         },
       ],
-    };
-    await retryBusy(() => txn.sendOffsets(offsets), policy, onRetry, sleep);
+    });
+    await retryBusy(() => txn.sendOffsets(offsets()), policy, onRetry, sleep, offsetsRetryType);
     step = 'produce';
     let metadata: ProduceAck[] = [];
     if (request.records.length > 0) {

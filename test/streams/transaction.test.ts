@@ -131,6 +131,64 @@ describe('transaction: one commit, scripted coordinator answers', () => {
     assert.equal(broker.aborts, 0);
   });
 
+  it('a generation that moved under a kept partition: the offsets go again in the generation it joined', async () => {
+    const sent: (number | undefined)[] = [];
+    const broker = new ScriptedBroker({
+      offsets: [
+        protocolError('REBALANCE_IN_PROGRESS', 27, false),
+        protocolError('ILLEGAL_GENERATION', 22, false),
+      ],
+      produce: [],
+      end_txn: [],
+    });
+    const inner = broker.transaction.bind(broker);
+    broker.transaction = async () => {
+      const steps = await inner();
+      const send = steps.sendOffsets;
+      steps.sendOffsets = (o) => {
+        sent.push(o.group?.generation_id);
+        return send(o);
+      };
+      return steps;
+    };
+    // The consumer's view: generation 4 until its rejoin completes (after the second attempt), then 5.
+    const group = () => ({
+      group_id: 'g',
+      generation_id: sent.length >= 2 ? 5 : 4,
+      member_id: 'm',
+      coordinator_id: 1,
+    });
+    const retried: string[] = [];
+    await commitTransaction(
+      broker,
+      { ...request(7n), group },
+      default_retry_policy,
+      (t) => retried.push(t),
+      no_sleep,
+    );
+    assert.deepEqual(sent, [4, 4, 5]);
+    assert.deepEqual(retried, ['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION']);
+    assert.deepEqual(broker.committed, [{ records, offset: '7' }]);
+  });
+
+  it('a fenced producer is never retried, nor a generation refused past attempts_max', async () => {
+    const fenced_broker = new ScriptedBroker({ offsets: [fenced()], produce: [], end_txn: [] });
+    await assert.rejects(
+      commitTransaction(fenced_broker, request(1n), default_retry_policy, () => {}, no_sleep),
+      (err: unknown) => err instanceof StepFailedError && err.step === 'offsets',
+    );
+    assert.equal(fenced_broker.requests.length, 1);
+    const lost = new ScriptedBroker({
+      offsets: Array.from({ length: 50 }, () => protocolError('ILLEGAL_GENERATION', 22, false)),
+      produce: [],
+      end_txn: [],
+    });
+    await assert.rejects(commitTransaction(lost, request(1n), default_retry_policy, () => {}, no_sleep));
+    assert.equal(lost.requests.length, default_retry_policy.attempts_max);
+    assert.deepEqual(lost.committed, []);
+    assert.equal(lost.aborts, 1);
+  });
+
   it('gives up after attempts_max busy answers: aborted, nothing committed', async () => {
     const broker = new ScriptedBroker({
       offsets: Array.from({ length: 50 }, busy),
