@@ -59,19 +59,23 @@ function canRetry(err: unknown, depth = 0): boolean {
   return e.cause === undefined ? true : canRetry(e.cause, depth + 1);
 }
 
+/** The innermost message of the last error in the tree: "failed 7 times" alone says nothing of why. */
+function rootMessage(err: unknown, depth = 0): string | null {
+  const e = err as ClientError | null;
+  if (!e || typeof e !== 'object' || depth > depth_max) return null;
+  const inner = Array.isArray(e.errors) && e.errors.length > 0 ? e.errors[e.errors.length - 1] : e.cause;
+  return rootMessage(inner, depth + 1) ?? (typeof e.message === 'string' ? e.message : null);
+}
+
 export function toPortError(err: unknown, what: string): KafkaPortError {
   if (err instanceof KafkaPortError) return err;
   const type = protocolType(err);
   const retriable = connectionFailure(err) || (type !== null && canRetry(err));
   const message = (err as ClientError)?.message;
-  return new KafkaPortError(
-    `${what}: ${typeof message === 'string' ? message : String(err)}`,
-    type,
-    retriable,
-    {
-      cause: err,
-    },
-  );
+  const text = typeof message === 'string' ? message : String(err);
+  const root = rootMessage(err);
+  const detail = root !== null && root !== text ? `${text} (last: ${root})` : text;
+  return new KafkaPortError(`${what}: ${detail}`, type, retriable, { cause: err });
 }
 
 /** Runs `fn`, rethrowing what it throws as a KafkaPortError. */

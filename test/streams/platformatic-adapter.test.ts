@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isTransient, kafkaErrorType } from '../../src/streams/kafka-errors.js';
+import { toPortError } from '../../src/streams/platformatic/errors.js';
 import { committedBatches } from '../../src/streams/platformatic/group-consumer.js';
+import { retryDelayMs } from '../../src/streams/platformatic/index.js';
 
 /** A record batch as the client's Fetch parser returns it; control batches carry one marker record. */
 function batch(first: number, count: number, producer: number, kind: 'data' | 'txn' | 'commit' | 'abort') {
@@ -69,5 +72,51 @@ describe('read_committed filtering of a fetch (platformatic adapter)', () => {
   it('without aborted transactions every batch is kept, control batches included (they move the position)', () => {
     const records = [batch(0, 3, 1, 'txn'), batch(3, 1, 1, 'commit')];
     assert.deepEqual(offsets(committedBatches({ partitionIndex: 0, highWatermark: 4n, records })), [0, 3]);
+  });
+});
+
+describe('platformatic adapter: retries and error classification', () => {
+  const protocol = (apiId: string, canRetry: boolean) => ({
+    code: 'PLT_KFK_PROTOCOL',
+    apiId,
+    canRetry,
+    message: apiId,
+  });
+  const response = (...errors: unknown[]) => ({
+    code: 'PLT_KFK_RESPONSE',
+    message: 'Received response with error',
+    errors,
+  });
+  const retries = (...errors: unknown[]) => ({
+    code: 'PLT_KFK_MULTIPLE',
+    message: 'op failed 7 times.',
+    errors,
+  });
+
+  it('CONCURRENT_TRANSACTIONS waits 20 ms first, doubling to 1 s; other errors 250 ms', () => {
+    const busy = response(protocol('CONCURRENT_TRANSACTIONS', true));
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6, 7, 10].map((attempt) => retryDelayMs(attempt, busy)),
+      [20, 40, 80, 160, 320, 640, 1000, 1000],
+    );
+    assert.equal(retryDelayMs(1, response(protocol('NOT_LEADER_OR_FOLLOWER', true))), 250);
+  });
+
+  it('names the protocol error of a nested response, fenced or not, and what can be retried', () => {
+    const fenced = toPortError(retries(response(protocol('PRODUCER_FENCED', false))), 'commit');
+    assert.equal(fenced.type, 'PRODUCER_FENCED');
+    assert.equal(fenced.retriable, false);
+    assert.equal(kafkaErrorType(fenced), 'PRODUCER_FENCED');
+    assert.equal(isTransient(fenced), false);
+    const busy = toPortError(response(protocol('COORDINATOR_LOAD_IN_PROGRESS', true)), 'offsets');
+    assert.equal(busy.type, 'COORDINATOR_LOAD_IN_PROGRESS');
+    assert.equal(isTransient(busy), true);
+    const network = toPortError(retries({ code: 'PLT_KFK_NETWORK', message: 'Connection closed' }), 'fetch');
+    assert.equal(network.type, null);
+    assert.equal(isTransient(network), true);
+    assert.match(network.message, /fetch: op failed 7 times\. \(last: Connection closed\)/);
+    // A local failure the client retried is not a broker condition: never transient.
+    const local = toPortError(retries(new TypeError('bad argument')), 'produce');
+    assert.equal(isTransient(local), false);
   });
 });
