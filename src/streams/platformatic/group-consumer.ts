@@ -8,22 +8,12 @@ import type {
   GroupMetadata,
   InRecord,
 } from '../kafka-port.js';
+import { closeWithin, leave_ms_max, withinMs } from './bounded.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
 import { protocolCall } from './protocol-call.js';
 
 /** A batch its handler took nothing of is fetched again after this wait. */
 const refetch_wait_ms = 20;
-/** LeaveGroup and close wait at most this long each at shutdown. */
-const leave_ms_max = 3_000;
-
-function withinMs(ms: number, p: Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 /** How often the membership watchdog looks, and how soon it tries again after a failed rejoin. */
 const membership_check_ms = 1_000;
 const membership_retry_ms = 2_000;
@@ -273,7 +263,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     // The callback forms: the promise overloads are shadowed by the callback ones for these arguments.
     // Bounded: a LeaveGroup the broker never answers must not hold a shutdown (the session expires anyway).
     await withinMs(leave_ms_max, new Promise<void>((resolve) => consumer.leaveGroup(false, () => resolve())));
-    await withinMs(leave_ms_max, new Promise<void>((resolve) => consumer.close(true, () => resolve())));
+    await closeWithin(consumer);
   }
 
   #requireConsumer(): PltConsumer {

@@ -16,6 +16,7 @@ import type {
   TransactionalProducer,
   TransactionSteps,
 } from '../kafka-port.js';
+import { closeWithin } from './bounded.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
 import { PlatformaticGroupConsumer } from './group-consumer.js';
 import { protocolCall } from './protocol-call.js';
@@ -134,7 +135,7 @@ function platformaticProducer(o: PlatformaticPortOptions): Producer {
         return acksOf(result.offsets);
       }),
     disconnect: async () => {
-      await producer?.close().catch(() => {});
+      if (producer) await closeWithin(producer);
     },
   };
 }
@@ -222,7 +223,7 @@ class PlatformaticTransactionalProducer implements TransactionalProducer {
   async disconnect(): Promise<void> {
     const producer = this.#producer;
     this.#producer = null;
-    await producer?.close().catch(() => {});
+    if (producer) await closeWithin(producer);
   }
 
   get timeout_ms(): number {
@@ -283,7 +284,7 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
       );
     },
     disconnect: async () => {
-      await admin?.close().catch(() => {});
+      if (admin) await closeWithin(admin);
       admin = null;
     },
     listTopics: () => classified('list topics', () => a().listTopics()),
@@ -336,7 +337,7 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
       const metadata = await classified('metadata', () => a().metadata({ topics: [topic] }));
       const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
       const partitionIndexes = Array.from({ length: count }, (_, p) => p);
-      const groups = await classified('list group offsets', () =>
+      const groups = await stableOffsets(() =>
         a().listConsumerGroupOffsets({
           groups: [{ groupId: group_id, topics: [{ name: topic, partitionIndexes }] }],
           requireStable: true,
@@ -359,6 +360,26 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
     },
   };
 }
+
+/**
+ * Committed offsets with requireStable (KIP-447): while a transaction holding offsets of the group is open,
+ * the coordinator answers UNSTABLE_OFFSET_COMMIT instead of offsets that could still change. A restore reads
+ * them right after fencing, when the previous owner's last transaction may still be completing: waited for
+ * here (20 ms doubling to 320 ms, 40 attempts ≈ 11 s, within the 30 s transaction timeout).
+ */
+async function stableOffsets<T>(list: () => Promise<T>): Promise<T> {
+  let wait_ms = 20;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await classified('list group offsets', list);
+    } catch (err) {
+      if (protocolType(err) !== 'UNSTABLE_OFFSET_COMMIT' || attempt >= unstable_attempts_max) throw err;
+      await new Promise((r) => setTimeout(r, wait_ms));
+      wait_ms = Math.min(wait_ms * 2, 320);
+    }
+  }
+}
+const unstable_attempts_max = 40;
 
 /** createTopics returns before every partition has a leader; the node's first requests would fail on it. */
 async function waitForLeaders(admin: PltAdmin, topics: string[]): Promise<void> {
