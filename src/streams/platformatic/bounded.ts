@@ -16,7 +16,7 @@ export function withinMs(ms: number, p: Promise<unknown>): Promise<void> {
     .finally(() => clearTimeout(timer));
 }
 
-/** Closes a client of the library (force: in-flight requests are failed, not awaited), within close_ms_max. */
+/** Closes a producer or consumer of the library (force: in-flight requests fail, not awaited), bounded. */
 export function closeWithin(client: {
   close(force: boolean, cb: (error?: unknown) => void): void;
 }): Promise<void> {

@@ -16,7 +16,7 @@ import type {
   TransactionalProducer,
   TransactionSteps,
 } from '../kafka-port.js';
-import { closeWithin } from './bounded.js';
+import { close_ms_max, closeWithin, withinMs } from './bounded.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
 import { PlatformaticGroupConsumer } from './group-consumer.js';
 import { protocolCall } from './protocol-call.js';
@@ -284,7 +284,8 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
       );
     },
     disconnect: async () => {
-      if (admin) await closeWithin(admin);
+      // The admin's close takes no force flag (its base class's close(callback)).
+      if (admin) await withinMs(close_ms_max, admin.close());
       admin = null;
     },
     listTopics: () => classified('list topics', () => a().listTopics()),
