@@ -127,14 +127,19 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'draining');
     gateway.drain();
+    // The step running when the deadline passes is named in the log: that is where a shutdown hangs.
+    let step = 'replies';
     const deadline = setTimeout(() => {
-      log.error('shutdown timed out; exiting');
+      log.error({ step }, 'shutdown timed out; exiting');
       process.exit(1);
     }, config.shutdown_timeout_ms);
     // In-flight requests are waiting for replies: keep the processor running until they are answered.
     await waiter.drained(config.shutdown_timeout_ms / 2);
     gateway.close();
-    await processor.stop();
+    await processor.stop((name) => {
+      step = `processor: ${name}`;
+    });
+    step = 'clients';
     await Promise.allSettled([waiter.stop(), sender.stop(), lanes.close(), disposeGateway()]);
     redis.disconnect();
     clearTimeout(deadline);

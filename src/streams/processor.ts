@@ -79,6 +79,11 @@ export class StreamProcessor {
   readonly #group_id: string;
   #joined = false;
   #stopping = false;
+  #signalStopped: () => void = () => {};
+  /** Settles when stop() begins: batches waiting for a restore give up then. */
+  readonly #stopped = new Promise<void>((resolve) => {
+    this.#signalStopped = resolve;
+  });
   #age_timer: NodeJS.Timeout | null = null;
   #flush_timer: NodeJS.Timeout | null = null;
   #member_id: string | null = null;
@@ -170,17 +175,29 @@ export class StreamProcessor {
     });
   }
 
-  async stop(): Promise<void> {
+  /** `step` names each stage as it starts (the node's shutdown log names the one that overran). */
+  async stop(step: (name: string) => void = () => {}): Promise<void> {
     this.#stopping = true;
+    this.#signalStopped();
     if (this.#age_timer) clearInterval(this.#age_timer);
     if (this.#flush_timer) clearInterval(this.#flush_timer);
     // Waits for running batches to finish their transaction: nothing acknowledged is left half-done. Then
     // the offsets of read-only chunks are committed, so a restart does not apply those reads again.
+    step('running batches');
+    const slow = setTimeout(() => {
+      const busy = [...this.#tasks.values()].map((t) => `${t.partition}:${t.state}:${t.activity}`);
+      this.#o.log.warn({ tasks: busy }, 'shutdown: batches still running after 3 s');
+    }, 3_000);
     await this.#consumer.stop();
+    clearTimeout(slow);
     const tasks = [...this.#tasks.values()];
+    step('deferred offsets');
     await Promise.all(tasks.map((task) => this.#commitDeferred(task)));
+    step('consumer disconnect');
     await this.#consumer.disconnect();
+    step('producers');
     await Promise.all(tasks.map((task) => this.#closeTask(task, true)));
+    step('admin');
     await this.#admin.disconnect();
   }
 
@@ -249,7 +266,9 @@ export class StreamProcessor {
   async #eachBatch(batch: FetchedBatch): Promise<void> {
     const task = this.#tasks.get(batch.partition);
     if (!task) return; // revoked between fetch and processing; the new owner takes it from the commit
-    await task.restored;
+    // A shutdown does not wait for a restore: the batch is left unprocessed (fetched again after a restart).
+    await Promise.race([task.restored, this.#stopped]);
+    if (this.#stopping) return;
     // A rebuild the broker's absence interrupted: retried here, at each delivery of the partition's batch.
     if (task.state === 'FAILED') {
       if (task.restore_error?.permanent) return; // named on /readyz; retrying would fail the same way
@@ -306,6 +325,7 @@ export class StreamProcessor {
     let records: TopicMessages[];
     const local: ReplyRecord[] = [];
     try {
+      task.activity = 'lane';
       output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
       const { names, partitions_total } = this.#o;
       const local_topic = this.#o.local_replies?.topic ?? null;
@@ -332,6 +352,7 @@ export class StreamProcessor {
       return true;
     }
     try {
+      task.activity = 'commit';
       await this.#commit(task, records, output.events.length, next_offset);
     } catch (err) {
       // Closed while the lane applied the chunk: nothing was sent, and closing released the lane state.
@@ -341,7 +362,9 @@ export class StreamProcessor {
     }
     if (local.length > 0) this.#o.local_replies?.deliver(local); // committed: safe to acknowledge
     if (output.events.length > 0) task.changed_since_checkpoint = true;
+    task.activity = 'checkpoint';
     await this.#checkpointing.afterCommit(task, output.dirty_total, Date.now());
+    task.activity = 'idle';
     return true;
   }
 
@@ -356,7 +379,11 @@ export class StreamProcessor {
       throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
     }
     const offset = { topic: this.#o.names.commands, partition: task.partition, offset: next_offset };
-    const metadata = await producer.commit({ offset, records, group: task.group });
+    const onStep = (name: string) => {
+      task.activity = `${records.length === 0 ? 'offsets-only ' : ''}commit: ${name}`;
+    };
+    const metadata = await producer.commit({ offset, records, group: task.group, onStep });
+    task.activity = 'committed';
     // The offset committed covers every deferred read-only chunk before it.
     task.offsetCommitted(next_offset);
     const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);

@@ -48,6 +48,8 @@ export class Task {
   offset_deferred: bigint | null = null;
   offset_deferred_since_ms = 0;
   restore_error: RestoreError | null = null;
+  /** What the task's current chunk is doing (named in the log of a shutdown that waits for it). */
+  activity = 'idle';
   /**
    * The consumer group generation the task's offsets are committed in (KIP-447), read when a commit is sent:
    * that of the partition's latest batch (null where the client has no KIP-447).

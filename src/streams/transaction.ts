@@ -151,6 +151,8 @@ export interface CommitRequest {
   offset: { topic: string; partition: number; offset: bigint };
   /** The group generation to commit the offset in, read per attempt (KIP-447 adapters require it). */
   group?: () => GroupMetadata | null;
+  /** Told each step as it starts (a task names it when a shutdown waits for it). */
+  onStep?: (step: StepName | 'begin') => void;
   records: TopicMessages[];
 }
 
@@ -172,8 +174,10 @@ export async function commitTransaction(
   onRetry: (type: string) => void,
   sleep?: (ms: number) => Promise<void>,
 ): Promise<ProduceAck[]> {
+  request.onStep?.('begin');
   const txn = await producer.transaction();
   let step: StepName = 'offsets';
+  request.onStep?.(step);
   try {
     const { offset } = request;
     const offsets = () => ({
@@ -188,11 +192,13 @@ export async function commitTransaction(
     });
     await retryBusy(() => txn.sendOffsets(offsets()), policy, onRetry, sleep, offsetsRetryType);
     step = 'produce';
+    request.onStep?.(step);
     let metadata: ProduceAck[] = [];
     if (request.records.length > 0) {
       metadata = await txn.sendBatch({ topicMessages: request.records, acks: -1 });
     }
     step = 'end_txn';
+    request.onStep?.(step);
     await txn.commit();
     return metadata;
   } catch (err) {

@@ -252,7 +252,19 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     this.#running = false;
     if (this.#watchdog) clearInterval(this.#watchdog);
     this.#wake();
+    const slow = setTimeout(() => {
+      this.#client.log.warn(
+        {
+          group: this.#o.group_id,
+          busy: [...this.#busy.keys()],
+          handlers_running: this.#handlers_running,
+          slot_waiters: this.#slot_waiters.length,
+        },
+        'consumer stop: batch handlers still running after 3 s',
+      );
+    }, 3_000);
     await Promise.all(this.#busy.values());
+    clearTimeout(slow);
   }
 
   async disconnect(): Promise<void> {

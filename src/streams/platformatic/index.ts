@@ -81,10 +81,29 @@ export function platformaticPort(o: PlatformaticPortOptions): KafkaPort {
 /** One call at a time on one client: the client merges concurrent calls of one kind into one request. */
 class Serial {
   #tail: Promise<unknown> = Promise.resolve();
+  #reject_closed: (err: Error) => void = () => {};
+  /**
+   * Rejects once the client is closed: a call in flight on a closed client may never call back (seen in
+   * rebalance-storm: a commit of a revoked partition's producer hung, its task's next chunk waited behind it,
+   * and the node's shutdown behind that), so every call settles then.
+   */
+  readonly #closed = new Promise<never>((_, reject) => {
+    this.#reject_closed = reject;
+  });
+
+  constructor() {
+    this.#closed.catch(() => {});
+  }
+
   run<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#tail.then(fn, fn);
+    const call = () => Promise.race([fn(), this.#closed]);
+    const next = this.#tail.then(call, call);
     this.#tail = next.catch(() => {});
     return next;
+  }
+
+  close(what: string): void {
+    this.#reject_closed(new KafkaPortError(`${what} closed`, null, false, { cause: null }));
   }
 }
 
@@ -135,6 +154,7 @@ function platformaticProducer(o: PlatformaticPortOptions): Producer {
         return acksOf(result.offsets);
       }),
     disconnect: async () => {
+      serial.close('producer');
       if (producer) await closeWithin(producer);
     },
   };
@@ -223,6 +243,7 @@ class PlatformaticTransactionalProducer implements TransactionalProducer {
   async disconnect(): Promise<void> {
     const producer = this.#producer;
     this.#producer = null;
+    this.#serial.close(`transactional producer ${this.#id}`);
     if (producer) await closeWithin(producer);
   }
 
