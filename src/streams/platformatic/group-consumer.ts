@@ -351,7 +351,13 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
         const requested = new Map(
           list.map((p) => [p, { offset: this.#positions.get(p)!, epoch: this.#epoch(p) }]),
         );
-        const response = await this.#fetchFrom(leader, topic.id, list, requested);
+        const broker = metadata.brokers.get(leader);
+        if (!broker) {
+          throw new KafkaPortError(`no broker ${leader} in metadata`, 'NOT_LEADER_OR_FOLLOWER', true, {
+            cause: null,
+          });
+        }
+        const response = await this.#fetchFrom(broker, topic.id, list, requested);
         for (const t of response.responses) {
           for (const part of t.partitions) this.#deliver(part, requested.get(part.partitionIndex));
         }
@@ -367,19 +373,12 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
    * (committedBatches).
    */
   async #fetchFrom(
-    leader: number,
+    broker: unknown,
     topic_id: string,
     list: number[],
     requested: Map<number, { offset: bigint; epoch: number }>,
   ): Promise<FetchResponse> {
     const consumer = this.#requireConsumer();
-    const metadata = await consumer.metadata({ topics: [this.#o.topic] });
-    const broker = metadata.brokers.get(leader);
-    if (!broker) {
-      throw new KafkaPortError(`no broker ${leader} in metadata`, 'NOT_LEADER_OR_FOLLOWER', true, {
-        cause: null,
-      });
-    }
     const topics = [
       {
         topicId: topic_id,

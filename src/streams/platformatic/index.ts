@@ -179,6 +179,8 @@ class PlatformaticTransactionalProducer implements TransactionalProducer {
   async connect(): Promise<void> {
     const producer = new PltProducer({
       ...baseOptions(this.#o, `txn-${this.#id}`),
+      // The client sends its request timeout as InitProducerId's transaction timeout: one value for both.
+      timeout: this.#timeout_ms,
       idempotent: true,
       acks: -1,
       transactionalId: this.#id,
@@ -245,10 +247,6 @@ class PlatformaticTransactionalProducer implements TransactionalProducer {
     this.#producer = null;
     this.#serial.close(`transactional producer ${this.#id}`);
     if (producer) await closeWithin(producer);
-  }
-
-  get timeout_ms(): number {
-    return this.#timeout_ms;
   }
 }
 
