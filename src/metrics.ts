@@ -104,7 +104,9 @@ export function createMetrics() {
     }),
     produce_producer_replaced_total: new Counter({
       name: 'gateway_produce_producer_replaced_total',
-      help: 'Command producers replaced after a batch failed with a lost idempotence state (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER)',
+      help:
+        'Command producers replaced after a failed batch: reason outcome_unknown (the batch may have landed) or state_lost (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER)',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
     replies_delivered_total: new Counter({

@@ -25,9 +25,13 @@ export class ProduceQueueFull extends Error {
  *
  *   send() → queue (≤ queue_max) ──linger or batch_max──▶ sendBatch ──ack──▶ resolve each
  *
- * A batch that fails with a lost producer state (OUT_OF_ORDER_SEQUENCE_NUMBER after a broker restart, …)
- * would make every later batch fail the same way: the producer is replaced by a new one (new producer id)
- * before the next batch leaves; what queues meanwhile waits (bounded by queue_max, then 503).
+ * Every failed batch replaces the producer (a new producer id, sequences from 0) before the next batch
+ * leaves; what queues meanwhile waits (bounded by queue_max, then 503). A failure can be ambiguous: the
+ * request reached the broker and only its answer was lost. The clients advance a partition's sequence
+ * number only on success, so the next batch would reuse the landed batch's sequence, and the broker would
+ * answer it as a duplicate: success, nothing appended, an acknowledged command missing from the log (found
+ * by chaos network-faults; test/chaos/produce-unknown-outcome.test.ts). A lost producer state
+ * (OUT_OF_ORDER_SEQUENCE_NUMBER after a broker restart, …) would also fail every later batch the same way.
  */
 export class CommandSender {
   #producer: Producer;
@@ -112,7 +116,7 @@ export class CommandSender {
         },
         async (err: Error) => {
           for (const queued of batch) queued.reject(err);
-          if (producerStateLost(err) && !this.#stopped) await this.#replaceProducer(err);
+          if (!this.#stopped) await this.#replaceProducer(err);
         },
       )
       .finally(() => {
@@ -123,8 +127,9 @@ export class CommandSender {
 
   /** The new producer connects before the next batch leaves (#send), which retries if the broker is away. */
   async #replaceProducer(cause: Error): Promise<void> {
-    this.#metrics.produce_producer_replaced_total.inc();
-    this.#log?.warn({ err: cause.message }, 'command producer lost its idempotence state; replacing it');
+    const reason = producerStateLost(cause) ? 'state_lost' : 'outcome_unknown';
+    this.#metrics.produce_producer_replaced_total.inc({ reason });
+    this.#log?.warn({ err: cause.message, reason }, 'command batch failed; replacing the producer');
     const old = this.#producer;
     this.#producer = this.#create();
     this.#connected = false;

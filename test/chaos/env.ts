@@ -104,12 +104,14 @@ export class ScriptBroker implements Broker {
 export class ProxiedBroker implements Broker {
   readonly proxy: FaultProxy;
   readonly #ports: { proxy: number; client: number; internal: number; controller: number };
-  readonly #dir = join(repo_root, '.cache', 'kafka-chaos-proxy');
+  readonly #dir: string;
   readonly #libs = join(repo_root, '.cache', 'kafka-chaos', 'libs');
   #child: ChildProcess | null = null;
   #proxy_listening = false;
 
-  constructor(base_port = 29192) {
+  /** `dir_name`: its data under .cache/ (a test beside a running chaos suite takes its own ports and dir). */
+  constructor(base_port = 29192, dir_name = 'kafka-chaos-proxy') {
+    this.#dir = join(repo_root, '.cache', dir_name);
     this.#ports = {
       proxy: base_port,
       client: base_port + 2,

@@ -10,6 +10,8 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from 'n
  *   time is never before the previous chunk's).
  * - stall(): bytes are held (nothing forwarded, connections stay open) until unstall(); past
  *   `stall_buffer_max_bytes` held on one connection it is dropped, so memory stays bounded.
+ * - hold_responses = true: only the broker's answers are held (requests still reach it), until it is
+ *   switched off or the connection dropped: a request that lands while its answer is lost.
  * - drop(): every open connection is destroyed (both sides see a reset/close).
  * - refuse = true: new connections are closed at once (an unreachable peer, as far as a client can tell).
  *
@@ -39,6 +41,7 @@ interface Pipe {
 export class FaultProxy {
   latency_ms = 0;
   refuse = false;
+  hold_responses = false;
   readonly stats: ProxyStats = {
     connections_total: 0,
     connections_open: 0,
@@ -80,6 +83,7 @@ export class FaultProxy {
 
   unstall(): void {
     this.#stalled = false;
+    this.hold_responses = false;
     for (const pipe of this.#pipes) {
       const held = pipe.held;
       pipe.held = [];
@@ -121,7 +125,7 @@ export class FaultProxy {
   }
 
   #route(pipe: Pipe, to: Socket, chunk: Buffer): void {
-    if (this.#stalled) {
+    if (this.#stalled || (this.hold_responses && to === pipe.client)) {
       pipe.held.push({ to, chunk });
       pipe.held_bytes += chunk.length;
       if (pipe.held_bytes > this.#stall_buffer_max_bytes) this.#destroy(pipe);

@@ -29,14 +29,14 @@ function scriptedProducer(script: (Error | null)[], log: string[], name: string)
   };
 }
 
-function sender(scripts: (Error | null)[][], log: string[]) {
+function sender(scripts: (Error | null)[][], log: string[], metrics = createMetrics()) {
   let made = 0;
   return new CommandSender({
     kafka: null as unknown as KafkaPort,
     topic: 't',
     linger_ms: 0,
     batch_max: 10,
-    metrics: createMetrics(),
+    metrics,
     createProducer: () => {
       const name = `p${made}`;
       return scriptedProducer(scripts[made++] ?? [], log, name);
@@ -56,12 +56,20 @@ describe('command sender', () => {
     assert.deepEqual(log, ['p0.connect', 'p0.send(1) fails', 'p0.disconnect', 'p1.connect', 'p1.send(1) ok']);
   });
 
-  it('keeps its producer through transient failures such as a closed connection', async () => {
+  it('replaces its producer after a transient failure too: the failed batch may have landed', async () => {
+    // On the old producer the next batch would reuse the landed batch's sequence number and be dropped by
+    // the broker as its duplicate (test/chaos/produce-unknown-outcome.test.ts shows it on the real broker).
     const log: string[] = [];
-    const s = sender([[new kafkajs.KafkaJSConnectionError('closed'), null]], log);
+    const metrics = createMetrics();
+    const s = sender([[new kafkajs.KafkaJSConnectionError('closed'), null], [null]], log, metrics);
     await s.start();
     await assert.rejects(s.send(envelope, 0, 'k1'), /closed/);
     await s.send(envelope, 0, 'k2');
-    assert.deepEqual(log, ['p0.connect', 'p0.send(1) fails', 'p0.send(1) ok']);
+    assert.deepEqual(log, ['p0.connect', 'p0.send(1) fails', 'p0.disconnect', 'p1.connect', 'p1.send(1) ok']);
+    const replaced = await metrics.produce_producer_replaced_total.get();
+    assert.deepEqual(
+      replaced.values.map((v) => [v.labels.reason, v.value]),
+      [['outcome_unknown', 1]],
+    );
   });
 });
