@@ -19,6 +19,10 @@ const schema = z
     kafka_local_port: z.number().int().min(1).max(65535),
     kafka_client_id: z.string().min(1),
     kafka_client: z.enum(['kafkajs', 'platformatic']),
+    /** auto: one transaction per node commit on a KIP-447 client (platformatic), per partition on kafkajs. */
+    transaction_scope: z.enum(['auto', 'partition', 'node']),
+    commit_interval_ms: z.number().int().min(0).max(1000),
+    commit_records_max: z.number().int().min(1).max(100_000),
     topic_prefix: z.string().regex(/^[a-zA-Z0-9._-]{1,100}$/, 'a valid Kafka topic name prefix'),
     partitions: z.number().int().min(1).max(1024),
     replication_factor: z.number().int().min(1).max(7),
@@ -79,7 +83,10 @@ const schema = z
   })
   .strict();
 
-export type Config = z.infer<typeof schema> & { lanes_effective: number };
+export type Config = z.infer<typeof schema> & {
+  lanes_effective: number;
+  transaction_scope_effective: 'partition' | 'node';
+};
 export type ConfigKey = keyof z.infer<typeof schema>;
 
 /** The node-wide default risk rules of new accounts (the domain's RiskRules), from the risk_* keys. */
@@ -119,7 +126,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = parsed.data;
   refuseInsecureProduction(config);
   const lanes_effective = config.lanes > 0 ? config.lanes : Math.max(1, availableParallelism() - 1);
-  return { ...config, lanes_effective };
+  return { ...config, lanes_effective, transaction_scope_effective: transactionScope(config) };
+}
+
+/** kafkajs' TxnOffsetCommit carries no generation (no KIP-447): one producer per node would fence nothing. */
+function transactionScope(config: z.infer<typeof schema>): 'partition' | 'node' {
+  const kip447 = config.kafka_client === 'platformatic';
+  if (config.transaction_scope === 'node' && !kip447) {
+    throw new ConfigError(
+      'invalid configuration key "transaction_scope" (env TRANSACTION_SCOPE): node needs a KIP-447 client (kafka_client=platformatic)',
+    );
+  }
+  if (config.transaction_scope === 'auto') return kip447 ? 'node' : 'partition';
+  return config.transaction_scope;
 }
 
 function readJson(path: string, label: string): Record<string, unknown> {

@@ -25,6 +25,12 @@ export function createMetrics() {
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
       registers: [registry],
     }),
+    transaction_partitions: new Histogram({
+      name: 'transaction_partitions',
+      help: 'Partitions (task commits) per node transaction, with one transactional producer per node',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers: [registry],
+    }),
     transactions_aborted_total: new Counter({
       name: 'transactions_aborted_total',
       help: 'Kafka transactions aborted or failed; the partition state was rebuilt after each',
@@ -104,8 +110,7 @@ export function createMetrics() {
     }),
     produce_producer_replaced_total: new Counter({
       name: 'gateway_produce_producer_replaced_total',
-      help:
-        'Command producers replaced after a failed batch: reason outcome_unknown (the batch may have landed) or state_lost (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER)',
+      help: 'Command producers replaced after a failed batch: reason outcome_unknown (the batch may have landed) or state_lost (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

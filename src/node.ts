@@ -77,6 +77,15 @@ async function main(): Promise<void> {
     lane_batches_in_flight_max: config.lane_batches_in_flight_max,
     session_timeout_ms: config.session_timeout_ms,
     restore_timeout_ms: config.startup_timeout_ms,
+    transactions:
+      config.transaction_scope_effective === 'node'
+        ? {
+            per: 'node',
+            node_id: config.node_id,
+            commit_interval_ms: config.commit_interval_ms,
+            records_max: config.commit_records_max,
+          }
+        : { per: 'partition' },
     log,
     metrics,
     local_replies: { topic: reply_topic, deliver: (replies) => waiter.deliverCommitted(replies) },

@@ -147,8 +147,13 @@ export interface Admin {
   listTopics(): Promise<string[]>;
   createTopics(topics: TopicSpec[]): Promise<void>;
   partitionCounts(topics: string[]): Promise<Map<string, number>>;
-  /** Per partition: the log start, and the end a read_committed reader sees (the last stable offset). */
-  topicOffsets(topic: string): Promise<{ partition: number; low: string; high: string }[]>;
+  /**
+   * Per partition: the log start, and the end a read_committed reader sees (the last stable offset);
+   * `high_watermark` where the adapter reads it too (it differs from `high` while a transaction is open).
+   */
+  topicOffsets(
+    topic: string,
+  ): Promise<{ partition: number; low: string; high: string; high_watermark?: string }[]>;
   /** The group's committed offsets of `topic` ('-1' where none was committed). */
   groupOffsets(group_id: string, topic: string): Promise<Map<number, string>>;
   /** The partitions of `topic` the coordinator assigns to `member_id` now (empty if it is not a member). */

@@ -17,6 +17,7 @@ import {
   eventsEndAfter,
   type RetryPolicy,
   routeRecords,
+  SharedTransactions,
   type TopicMessages,
   transactionalCommitter,
 } from './transaction.js';
@@ -39,6 +40,13 @@ export interface ProcessorOptions {
   lane_batches_in_flight_max?: number;
   session_timeout_ms: number;
   restore_timeout_ms: number;
+  /**
+   * 'node': one transaction per node commit, under one transactional producer (KIP-447; the adapter must
+   * carry the group generation). 'partition' (default): one producer and transaction per input partition.
+   */
+  transactions?:
+    | { per: 'partition' }
+    | { per: 'node'; node_id: string; commit_interval_ms: number; records_max: number };
   log: Logger;
   metrics: Metrics;
   /**
@@ -77,6 +85,8 @@ export class StreamProcessor {
   readonly #checkpointing: CheckpointScheduler;
   readonly #tasks = new Map<number, Task>();
   readonly #group_id: string;
+  /** The node's transactions, when one producer serves every partition (ProcessorOptions.transactions). */
+  readonly #shared: SharedTransactions | null;
   #joined = false;
   #stopping = false;
   #signalStopped: () => void = () => {};
@@ -107,6 +117,7 @@ export class StreamProcessor {
       manual_resolve: true,
     });
     this.#admin = opts.kafka.admin();
+    this.#shared = this.#sharedTransactions(opts);
     this.#checkpointing = new CheckpointScheduler({
       lanes: opts.lanes,
       checkpoints: opts.checkpoints,
@@ -116,6 +127,7 @@ export class StreamProcessor {
     });
     this.#restorer = new TaskRestorer({
       ...opts,
+      node_transactions: this.#shared !== null,
       ensureProducer: (task) => this.#ensureProducer(task),
       keepOwned: (tasks) => this.#keepOwned(tasks),
       committedOffsets: (partitions) => this.#committedOffsets(partitions),
@@ -123,6 +135,23 @@ export class StreamProcessor {
       releaseRevoked: (tasks) => this.#releaseRevoked(tasks),
       stopping: () => this.#stopping,
       fatal: (err, what) => this.#fatal(err, what),
+    });
+  }
+
+  #sharedTransactions(opts: ProcessorOptions): SharedTransactions | null {
+    const t = opts.transactions;
+    if (t === undefined || t.per === 'partition') return null;
+    if (opts.committer) throw new Error('processor invariant: a bench committer with node transactions');
+    const transactional_id = `${opts.app_id}-${opts.names.commands}-node-${t.node_id}`;
+    return new SharedTransactions({
+      producer: () => opts.kafka.transactionalProducer({ transactional_id, transaction_timeout_ms: 30_000 }),
+      group_id: this.#group_id,
+      policy: opts.retry_policy ?? default_retry_policy,
+      onRetry: (error) => opts.metrics.transaction_retries_total.inc({ error }),
+      records_max: t.records_max,
+      commit_interval_ms: t.commit_interval_ms,
+      requests_max: opts.partitions_total,
+      onTransaction: (requests) => opts.metrics.transaction_partitions.observe(requests),
     });
   }
 
@@ -198,6 +227,7 @@ export class StreamProcessor {
     step('producers');
     await Promise.all(tasks.map((task) => this.#closeTask(task, true)));
     step('admin');
+    await this.#shared?.close();
     await this.#admin.disconnect();
   }
 
@@ -249,7 +279,14 @@ export class StreamProcessor {
 
   async #ensureProducer(task: Task): Promise<Committer> {
     if (task.producer) return task.producer;
-    const factory = this.#o.committer ?? transactionalCommitter;
+    const shared = this.#shared;
+    const factory: CommitterFactory = shared
+      ? () => ({
+          connect: () => shared.ready(),
+          commit: (request) => shared.commit(request),
+          disconnect: async () => {}, // the node's producer outlives its tasks
+        })
+      : (this.#o.committer ?? transactionalCommitter);
     const committer = factory({
       kafka: this.#o.kafka,
       group_id: this.#group_id,
@@ -386,7 +423,8 @@ export class StreamProcessor {
     task.activity = 'committed';
     // The offset committed covers every deferred read-only chunk before it.
     task.offsetCommitted(next_offset);
-    const events_end = eventsEndAfter(metadata, this.#o.names.events, events_total);
+    const events = { topic: this.#o.names.events, partition: task.partition };
+    const events_end = eventsEndAfter(metadata, events, events_total);
     if (events_end !== null) task.events_next_offset = events_end;
     this.#o.metrics.transaction_commit_duration_seconds.observe((performance.now() - started) / 1000);
   }

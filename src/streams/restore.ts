@@ -11,6 +11,15 @@ export interface ReplayTarget {
    * can still be short of it; the read_committed consumer then waits for it (within the timeout).
    */
   to_min?: bigint;
+  /**
+   * Wait until no transaction is open on the partition (the last stable offset reaches the high watermark)
+   * before taking its end. With one transactional producer per node (KIP-447) nothing fences the previous
+   * owner's id: its last transaction may be committed in the group's offsets (read with requireStable) while
+   * its marker on this changelog partition is still being written. Only the partition's owner writes its
+   * changelog, and a new owner writes nothing before its restore ends, so an open transaction there is the
+   * previous owner's, and it settles within the transaction timeout.
+   */
+  settled?: boolean;
 }
 
 export interface ReplayResult {
@@ -55,7 +64,7 @@ export async function replayPartitions(opts: {
   const end = new Map<number, bigint>();
   const all_partitions: number[] = [];
   try {
-    for (const { partition, high, low } of await admin.topicOffsets(topic)) {
+    for (const { partition, high, low } of await settledOffsets(admin, opts)) {
       all_partitions.push(partition);
       const target = targets.get(partition);
       if (!target) continue;
@@ -82,6 +91,35 @@ export async function replayPartitions(opts: {
   if (pending.size === 0) return { end, events_replayed: 0 };
   const events_replayed = await consumeRange({ ...opts, pending, end, all_partitions });
   return { end, events_replayed };
+}
+
+/**
+ * The topic's offsets once every `settled` target has no open transaction (bounded by the restore
+ * timeout; polled 20 ms doubling to 320 ms). An adapter that reads no high watermark has per-partition
+ * producers, whose fence at restore already settled the previous owner's transaction.
+ */
+async function settledOffsets(
+  admin: Awaited<ReturnType<KafkaPort['admin']>>,
+  opts: { topic: string; targets: Map<number, ReplayTarget>; timeout_ms: number },
+) {
+  const deadline_ms = Date.now() + opts.timeout_ms;
+  let wait_ms = 20;
+  for (;;) {
+    const offsets = await admin.topicOffsets(opts.topic);
+    const open = offsets.filter(
+      (o) =>
+        opts.targets.get(o.partition)?.settled === true &&
+        o.high_watermark !== undefined &&
+        o.high_watermark !== o.high,
+    );
+    if (open.length === 0) return offsets;
+    if (Date.now() >= deadline_ms) {
+      const which = open.map((o) => `${o.partition} (${o.high} < ${o.high_watermark})`).join(', ');
+      throw new RestoreTimeoutError(`changelog partitions ${which} keep a transaction open`);
+    }
+    await new Promise((r) => setTimeout(r, wait_ms));
+    wait_ms = Math.min(wait_ms * 2, 320);
+  }
 }
 
 async function consumeRange(opts: {

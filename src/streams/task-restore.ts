@@ -6,7 +6,7 @@ import { encodeOwned } from '../protocol/wire.js';
 import type { Checkpoints } from './checkpoints.js';
 import { isTransient } from './kafka-errors.js';
 import type { KafkaPort } from './kafka-port.js';
-import { CheckpointAheadError, replayPartitions } from './restore.js';
+import { CheckpointAheadError, type ReplayTarget, replayPartitions } from './restore.js';
 import type { Task } from './task.js';
 import type { TopicNames } from './topics.js';
 
@@ -21,6 +21,8 @@ export interface RestoreHost {
   names: TopicNames;
   app_id: string;
   restore_timeout_ms: number;
+  /** One transactional producer per node: a changelog end is taken only with no transaction open on it. */
+  node_transactions: boolean;
   log: Logger;
   metrics: Metrics;
   /** Creates and initializes (fences with) the task's transactional producer, if it has none. */
@@ -105,9 +107,13 @@ export class TaskRestorer {
    */
   async restoreNow(tasks: Task[]): Promise<void> {
     const started = performance.now();
-    // Initializing each transactional id fences any zombie, and the coordinator answers it only once the
-    // previous producer's open transaction is settled (markers written): the last stable offset read next is
-    // final for the partition. (kafkajs' connect() initializes only an idempotent id, which fences nothing.)
+    // Per-partition producers: initializing each transactional id fences any zombie, and the coordinator
+    // answers it only once the previous producer's open transaction is settled (markers written): the last
+    // stable offset read next is final for the partition. (kafkajs' connect() initializes only an idempotent
+    // id, which fences nothing.) One producer per node: this waits for its initialization after a failed
+    // transaction (settling that one); another node's last transaction is waited for through the
+    // committed offsets (requireStable) and the changelog's open transactions (replayPartitions' `settled`).
+
     await Promise.all(tasks.map((task) => this.#h.ensureProducer(task)));
     const without_checkpoint = new Set<number>();
     try {
@@ -134,7 +140,7 @@ export class TaskRestorer {
     from_checkpoint: Set<number>,
     started: number,
   ): Promise<void> {
-    const targets = new Map<number, { from: bigint; to_min: bigint }>();
+    const targets = new Map<number, ReplayTarget>();
     const by_partition = new Map(tasks.map((task) => [task.partition, task]));
     // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
     const live = (partition: number) => by_partition.get(partition)?.state === 'RESTORING';
@@ -145,7 +151,11 @@ export class TaskRestorer {
       if (checkpoint) from_checkpoint.add(task.partition);
       await this.#h.lanes.load(task.partition, checkpoint ? encodeOwned(checkpoint.parts) : null);
       // A rebuild never ends short of this task's own commits (events_next_offset after the last one).
-      targets.set(task.partition, { from: checkpoint?.offset ?? 0n, to_min: task.events_next_offset });
+      targets.set(task.partition, {
+        from: checkpoint?.offset ?? 0n,
+        to_min: task.events_next_offset,
+        settled: this.#h.node_transactions,
+      });
     }
     if (targets.size === 0) return;
     const result = await replayPartitions({

@@ -149,6 +149,8 @@ export interface CommitRequest {
   group_id: string;
   /** The consumed position that this transaction commits: the next command offset of the partition. */
   offset: { topic: string; partition: number; offset: bigint };
+  /** A transaction of several partitions (SharedTransactions): all their positions; `offset` is ignored. */
+  offsets?: { topic: string; partition: number; offset: bigint }[];
   /** The group generation to commit the offset in, read per attempt (KIP-447 adapters require it). */
   group?: () => GroupMetadata | null;
   /** Told each step as it starts (a task names it when a shutdown waits for it). */
@@ -179,16 +181,11 @@ export async function commitTransaction(
   let step: StepName = 'offsets';
   request.onStep?.(step);
   try {
-    const { offset } = request;
+    const topics = offsetTopics(request.offsets ?? [request.offset]);
     const offsets = () => ({
       consumerGroupId: request.group_id,
       group: request.group?.() ?? null,
-      topics: [
-        {
-          topic: offset.topic,
-          partitions: [{ partition: offset.partition, offset: offset.offset.toString() }],
-        },
-      ],
+      topics,
     });
     await retryBusy(() => txn.sendOffsets(offsets()), policy, onRetry, sleep, offsetsRetryType);
     step = 'produce';
@@ -209,13 +206,28 @@ export async function commitTransaction(
   }
 }
 
+function offsetTopics(offsets: { topic: string; partition: number; offset: bigint }[]) {
+  const by_topic = new Map<string, { partition: number; offset: string }[]>();
+  for (const o of offsets) {
+    const list = by_topic.get(o.topic) ?? [];
+    list.push({ partition: o.partition, offset: o.offset.toString() });
+    by_topic.set(o.topic, list);
+  }
+  return [...by_topic].map(([topic, partitions]) => ({ topic, partitions }));
+}
+
 /**
  * The events offset a commit leaves the partition's changelog at: its last event's offset + 1, which is the
  * commit marker's offset. The last stable offset passes it only once that marker is written.
  */
-export function eventsEndAfter(metadata: ProduceAck[], events_topic: string, events_total: number) {
+export function eventsEndAfter(
+  metadata: ProduceAck[],
+  events: { topic: string; partition: number },
+  events_total: number,
+) {
   if (events_total === 0) return null;
-  const meta = metadata.find((m) => m.topicName === events_topic);
+  const events_topic = events.topic;
+  const meta = metadata.find((m) => m.topicName === events_topic && m.partition === events.partition);
   if (meta?.baseOffset === undefined) {
     throw new Error(
       `transaction invariant: ${events_total} events committed without an ${events_topic} offset`,
@@ -271,4 +283,224 @@ export function routeRecords(
 /** The lane's bytes as a Buffer, without a copy (msgpackr hands nested binaries over as Uint8Array). */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * One transaction per node commit (KIP-447). Every task's commit request joins the node's next transaction:
+ * while one transaction runs, the requests that arrive form the next, so a transaction spans every partition
+ * with work, bounded by `records_max` (a request larger than it goes alone) and gathered for at most
+ * `commit_interval_ms`. One transactional producer for the node; a zombie is fenced by the group generation
+ * its TxnOffsetCommit carries (offsets are sent first, so a fenced transaction writes nothing), not by the
+ * transactional id. Each task still has at most one request in flight (its chunks take turns).
+ *
+ *   task p0 ─commit─┐
+ *   task p3 ─commit─┼─▶ queue (≤ requests_max) ──▶ [offsets p0,p3,p5 │ records │ EndTxn] ──▶ resolve each
+ *   task p5 ─commit─┘
+ *
+ * A failed transaction rejects every request in it (each task rebuilds: exactly the partitions it held), and
+ * the producer is initialized again before the next one: InitProducerId fences the old instance and
+ * settles its open transaction, so a rebuild's changelog end is final once `ready()` resolves.
+ */
+export interface SharedTransactionsOptions {
+  producer: () => TransactionalProducer;
+  group_id: string;
+  policy: RetryPolicy;
+  onRetry: (type: string) => void;
+  records_max: number;
+  commit_interval_ms: number;
+  /** Bound of queued requests: one per task at most, so the partition count. */
+  requests_max: number;
+  onTransaction?: (requests: number, records: number) => void;
+}
+
+interface QueuedCommit {
+  request: Omit<CommitRequest, 'group_id'>;
+  records_total: number;
+  resolve: (acks: ProduceAck[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/** A request whose partition left the generation the rest of its transaction commits in. */
+export class GenerationMovedError extends Error {
+  override name = 'GenerationMovedError';
+}
+
+export class SharedTransactions {
+  readonly #o: SharedTransactionsOptions;
+  #producer: TransactionalProducer | null = null;
+  /** Settles when the current producer holds the id (InitProducerId answered); replaced after a failure. */
+  #ready: Promise<void> | null = null;
+  #queue: QueuedCommit[] = [];
+  #running = false;
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(o: SharedTransactionsOptions) {
+    this.#o = o;
+  }
+
+  /** Resolves once the node's producer is initialized; a failed initialization is tried again next call. */
+  ready(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('shared transactions closed'));
+    if (this.#ready === null) {
+      const producer = this.#o.producer();
+      this.#producer = producer;
+      const ready = producer.connect();
+      this.#ready = ready;
+      ready.catch(() => {
+        if (this.#ready === ready) this.#ready = null;
+        void producer.disconnect().catch(() => {});
+      });
+    }
+    return this.#ready;
+  }
+
+  commit(request: Omit<CommitRequest, 'group_id'>): Promise<ProduceAck[]> {
+    if (this.#closed) return Promise.reject(new Error('shared transactions closed'));
+    if (this.#queue.length >= this.#o.requests_max)
+      throw new Error(`transaction invariant: more than ${this.#o.requests_max} commit requests queued`);
+    if (this.#queue.some((q) => q.request.offset.partition === request.offset.partition))
+      throw new Error(`transaction invariant: two commits of partition ${request.offset.partition} queued`);
+    const records_total = request.records.reduce((n, t) => n + t.messages.length, 0);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ request, records_total, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    for (const q of this.#queue.splice(0)) q.reject(new Error('shared transactions closed'));
+    const producer = this.#producer;
+    this.#producer = null;
+    this.#ready = null;
+    await producer?.disconnect().catch(() => {});
+  }
+
+  #schedule(): void {
+    if (this.#running || this.#timer !== null || this.#queue.length === 0) return;
+    const run = () => {
+      this.#timer = null;
+      void this.#runNext();
+    };
+    if (this.#o.commit_interval_ms > 0) this.#timer = setTimeout(run, this.#o.commit_interval_ms);
+    else setImmediate(run);
+  }
+
+  /** The requests of the next transaction: in arrival order, up to records_max (at least one). */
+  #take(): QueuedCommit[] {
+    let records = 0;
+    let n = 0;
+    while (n < this.#queue.length) {
+      const next = this.#queue[n]!.records_total;
+      if (n > 0 && records + next > this.#o.records_max) break;
+      records += next;
+      n++;
+    }
+    return this.#queue.splice(0, n);
+  }
+
+  async #runNext(): Promise<void> {
+    if (this.#running || this.#closed) return;
+    this.#running = true;
+    const batch = this.#take();
+    try {
+      await this.#run(batch);
+    } finally {
+      this.#running = false;
+      this.#schedule();
+    }
+  }
+
+  async #run(batch: QueuedCommit[]): Promise<void> {
+    let live = batch;
+    try {
+      await this.ready();
+      live = this.#dropMovedGenerations(batch);
+      if (live.length === 0) return;
+      const acks = await this.#transaction(live);
+      this.#o.onTransaction?.(
+        live.length,
+        live.reduce((n, q) => n + q.records_total, 0),
+      );
+      for (const q of live) q.resolve(acks);
+    } catch (err) {
+      // Ambiguous or failed: the next transaction starts on a newly initialized producer, which aborts
+      // whatever the coordinator still holds of this one before its first request is answered.
+      const old = this.#producer;
+      this.#producer = null;
+      this.#ready = null;
+      await old?.disconnect().catch(() => {});
+      for (const q of live) q.reject(err);
+    }
+  }
+
+  /** Requests whose group generation differs from the newest among them are refused before anything is sent. */
+  #dropMovedGenerations(batch: QueuedCommit[]): QueuedCommit[] {
+    const groups = batch.map((q) => q.request.group?.() ?? null);
+    const newest = groups.reduce<GroupMetadata | null>(
+      (a, g) => (g !== null && (a === null || g.generation_id > a.generation_id) ? g : a),
+      null,
+    );
+    if (newest === null) return batch;
+    const live: QueuedCommit[] = [];
+    batch.forEach((q, i) => {
+      const g = groups[i];
+      if (g && g.generation_id === newest.generation_id && g.member_id === newest.member_id) live.push(q);
+      else
+        q.reject(
+          new GenerationMovedError(
+            `partition ${q.request.offset.partition} left generation ${newest.generation_id}`,
+          ),
+        );
+    });
+    return live;
+  }
+
+  async #transaction(live: QueuedCommit[]): Promise<ProduceAck[]> {
+    const producer = this.#producer;
+    if (producer === null) throw new Error('transaction invariant: no producer after ready()');
+    const first = live[0]!.request;
+    const merged: CommitRequest = {
+      group_id: this.#o.group_id,
+      offsets: live.map((q) => q.request.offset),
+      offset: first.offset,
+      // The generation of the whole transaction, read per attempt: it moves only if every partition
+      // stayed (a partition that left turns its group stale, and the attempt is refused as a whole).
+      group: () => commonGroup(live),
+      onStep: (step) => {
+        for (const q of live) q.request.onStep?.(step);
+      },
+      records: mergeRecords(live.map((q) => q.request.records)),
+    };
+    return commitTransaction(producer, merged, this.#o.policy, this.#o.onRetry);
+  }
+}
+
+/**
+ * The group every request agrees on. A partition revoked since its request was queued keeps the generation
+ * it was fetched in: the transaction cannot commit its offsets in the newer one, and fails as a whole.
+ */
+function commonGroup(live: QueuedCommit[]): GroupMetadata | null {
+  const groups = live.map((q) => q.request.group?.() ?? null);
+  const first = groups[0] ?? null;
+  if (first === null) return null;
+  const same = groups.every(
+    (g) => g !== null && g.generation_id === first.generation_id && g.member_id === first.member_id,
+  );
+  if (!same) throw new GenerationMovedError('a partition of the transaction left its generation');
+  return first;
+}
+
+function mergeRecords(lists: TopicMessages[][]): TopicMessages[] {
+  const by_topic = new Map<string, OutRecord[]>();
+  for (const list of lists) {
+    for (const { topic, messages } of list) {
+      const into = by_topic.get(topic);
+      if (into) for (const m of messages) into.push(m);
+      else by_topic.set(topic, [...messages]);
+    }
+  }
+  return [...by_topic].map(([topic, messages]) => ({ topic, messages }));
 }

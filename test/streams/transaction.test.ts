@@ -365,10 +365,17 @@ describe('transaction: error classes and the events end', () => {
   });
 
   it('the events end is the offset after the last event (the commit marker), and events need an offset', () => {
-    const meta: ProduceAck[] = [{ topicName: 'events', partition: 0, baseOffset: '40' }];
-    assert.equal(eventsEndAfter(meta, 'events', 3), 43n);
-    assert.equal(eventsEndAfter([], 'events', 0), null);
-    assert.throws(() => eventsEndAfter([], 'events', 2), /transaction invariant/);
+    // A node transaction spans several events partitions: each task reads its own partition's offset.
+    const meta: ProduceAck[] = [
+      { topicName: 'events', partition: 1, baseOffset: '7' },
+      { topicName: 'events', partition: 0, baseOffset: '40' },
+    ];
+    const p0 = { topic: 'events', partition: 0 };
+    assert.equal(eventsEndAfter(meta, p0, 3), 43n);
+    assert.equal(eventsEndAfter(meta, { topic: 'events', partition: 1 }, 2), 9n);
+    assert.equal(eventsEndAfter([], p0, 0), null);
+    assert.throws(() => eventsEndAfter([], p0, 2), /transaction invariant/);
+    assert.throws(() => eventsEndAfter(meta, { topic: 'events', partition: 2 }, 1), /transaction invariant/);
   });
 });
 

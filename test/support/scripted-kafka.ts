@@ -447,6 +447,7 @@ class ScriptedAdmin implements Admin {
       partition,
       low: '0',
       high: String(this.cluster.lso(topic, partition)),
+      high_watermark: String(this.cluster.log(topic, partition).length),
     }));
   }
   async groupOffsets(group_id: string, topic: string): Promise<Map<number, string>> {

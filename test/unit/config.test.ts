@@ -30,6 +30,14 @@ describe('config', () => {
     }
   });
 
+  it('takes one transaction per node only on a KIP-447 client (auto picks it there)', () => {
+    assert.equal(loadConfig({}).transaction_scope_effective, 'partition');
+    assert.equal(loadConfig({ KAFKA_CLIENT: 'platformatic' }).transaction_scope_effective, 'node');
+    const per_partition = { KAFKA_CLIENT: 'platformatic', TRANSACTION_SCOPE: 'partition' };
+    assert.equal(loadConfig(per_partition).transaction_scope_effective, 'partition');
+    assert.throws(() => loadConfig({ TRANSACTION_SCOPE: 'node' }), /"transaction_scope".*KIP-447/);
+  });
+
   it('gives new accounts the risk rules of the risk_* keys, the domain defaults unless set', () => {
     assert.deepEqual(riskRules(loadConfig({})), DEFAULT_RISK_RULES);
     const rules = riskRules(loadConfig({ RISK_VELOCITY_COUNT_MAX: '500', RISK_SINGLE_PAYMENT_MAX: '7' }));

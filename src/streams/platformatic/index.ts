@@ -331,7 +331,7 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
     topicOffsets: async (topic) => {
       const metadata = await classified('metadata', () => a().metadata({ topics: [topic] }));
       const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
-      const list = async (timestamp: bigint) => {
+      const list = async (timestamp: bigint, isolationLevel: 0 | 1 = FetchIsolationLevels.READ_COMMITTED) => {
         const partitions = Array.from({ length: count }, (_, partitionIndex) => ({
           partitionIndex,
           timestamp,
@@ -339,16 +339,21 @@ function platformaticAdmin(o: PlatformaticPortOptions, quick: boolean): Admin {
         const [listed] = await classified('list offsets', () =>
           a().listOffsets({
             topics: [{ name: topic, partitions }],
-            isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+            isolationLevel,
           }),
         );
         return new Map((listed?.partitions ?? []).map((p) => [p.partitionIndex, p.offset]));
       };
-      const [low, high] = [await list(-2n), await list(-1n)];
+      const [low, high, watermark] = [
+        await list(-2n),
+        await list(-1n),
+        await list(-1n, FetchIsolationLevels.READ_UNCOMMITTED),
+      ];
       return Array.from({ length: count }, (_, partition) => ({
         partition,
         low: String(low.get(partition) ?? 0n),
         high: String(high.get(partition) ?? 0n),
+        high_watermark: String(watermark.get(partition) ?? 0n),
       }));
     },
     groupOffsets: async (group_id, topic) => {
