@@ -93,11 +93,11 @@ describe('platformatic adapter: retries and error classification', () => {
     errors,
   });
 
-  it('CONCURRENT_TRANSACTIONS waits 20 ms first, doubling to 1 s; other errors 250 ms', () => {
+  it('CONCURRENT_TRANSACTIONS waits 2 ms first, doubling to 1 s; other errors 250 ms', () => {
     const busy = response(protocol('CONCURRENT_TRANSACTIONS', true));
     assert.deepEqual(
-      [1, 2, 3, 4, 5, 6, 7, 10].map((attempt) => retryDelayMs(attempt, busy)),
-      [20, 40, 80, 160, 320, 640, 1000, 1000],
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14].map((attempt) => retryDelayMs(attempt, busy)),
+      [2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000, 1000],
     );
     assert.equal(retryDelayMs(1, response(protocol('NOT_LEADER_OR_FOLLOWER', true))), 250);
   });
