@@ -99,6 +99,7 @@ describe('manifest wiring', () => {
       ['apps/v1', 'Deployment', deployment.metadata.name],
     );
     assert.ok(hpa.spec.minReplicas >= 2, 'active-active: at least 2');
+    assert.equal(deployment.spec.replicas, undefined, 'the HPA owns the count; apply must not reset it');
     assert.ok(hpa.spec.maxReplicas <= effective('partitions'), 'maxReplicas <= P of the ConfigMap');
     assert.ok(hpa.spec.maxReplicas <= defaults.partitions, 'maxReplicas <= the default P');
     assert.ok(one(base, 'PodDisruptionBudget').spec.maxUnavailable < hpa.spec.minReplicas);
