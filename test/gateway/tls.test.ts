@@ -1,44 +1,20 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { TLSSocket } from 'node:tls';
+import { type HttpsAnswer, httpsRequest, selfSignedCert } from '../support/tls.js';
 import { auth_a, jsonFrames, key_a, startGateway, type TestGateway, WsClient } from './harness.js';
 
 /** HTTPS and WSS through uWS.SSLApp with a self-signed certificate made here by openssl. */
 describe('TLS (in-process gateway)', { timeout: 60_000 }, () => {
   let dir: string;
   let ca: Buffer;
+  let cert_file: string;
+  let key_file: string;
   let gw: TestGateway;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gw-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    ca = readFileSync(join(dir, 'cert.pem'));
-    gw = await startGateway({ TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') });
+    ({ dir, ca, cert_file, key_file } = selfSignedCert());
+    gw = await startGateway({ TLS_CERT_FILE: cert_file, TLS_KEY_FILE: key_file });
   });
 
   after(async () => {
@@ -89,23 +65,11 @@ function httpsCall(
   ca: Buffer | undefined,
   body?: unknown,
   headers: Record<string, string> = { authorization: `Bearer ${key_a}`, 'content-type': 'application/json' },
-): Promise<{ status: number; body: string; protocol: string | null }> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { method, headers, ...(ca ? { ca } : {}), agent: false }, (res) => {
-      let text = '';
-      res.on('data', (d) => {
-        text += d;
-      });
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: text,
-          protocol: (res.socket as TLSSocket).getProtocol?.() ?? null,
-        }),
-      );
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.end(JSON.stringify(body));
-    else req.end();
+): Promise<HttpsAnswer> {
+  return httpsRequest(`${base}${path}`, {
+    ca,
+    method,
+    headers,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { httpsRequest } from '../support/tls.js';
 
 export const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
 export const redis_url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -32,10 +33,14 @@ export interface NodeProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts the compiled node (dist/node.js, as production runs it) and waits for /readyz. */
+/**
+ * Starts the compiled node (dist/node.js, as production runs it) and waits for /readyz. With TLS_CERT_FILE in
+ * `env` the node serves HTTPS only: pass the certificate's `ca` to poll it.
+ */
 export async function startNode(
   env: Record<string, string>,
   ready_timeout_ms = 90_000,
+  ca?: Buffer,
 ): Promise<NodeProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const child = spawn(process.execPath, ['dist/node.js'], {
@@ -56,13 +61,15 @@ export async function startNode(
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${env.TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const status = (url: string) =>
+    env.TLS_CERT_FILE ? httpsRequest(url, { ca }).then((r) => r.status) : fetch(url).then((r) => r.status);
   const node = { child, base, output, exited };
   const deadline_ms = Date.now() + ready_timeout_ms;
   while (Date.now() < deadline_ms) {
     if (child.exitCode !== null) throw new Error(`node exited ${child.exitCode}:\n${output.join('')}`);
-    const ready = await fetch(`${base}/readyz`).then(
-      (r) => r.status === 200,
+    const ready = await status(`${base}/readyz`).then(
+      (code) => code === 200,
       () => false,
     );
     if (ready) return node;
