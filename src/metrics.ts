@@ -164,6 +164,36 @@ export function createMetrics() {
       help: 'Committed payment outcomes published to subscribed WebSockets',
       registers: [registry],
     }),
+    node_ready: new Gauge({
+      name: 'payment_node_ready',
+      help: '1 while /readyz answers 200 (every assigned partition restored, not draining), else 0; read at scrape',
+      registers: [registry],
+    }),
+    stream_tasks: new Gauge({
+      name: 'stream_tasks',
+      help: 'Partitions held by this node, by task state (CREATED, RESTORING, RUNNING, FAILED), every second',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+    vault_operations_total: new Counter({
+      name: 'vault_operations_total',
+      help: 'Card vault operations on Redis, by operation (store, remove, reveal) and result (ok, error)',
+      labelNames: ['op', 'result'] as const,
+      registers: [registry],
+    }),
+    vault_operation_duration_seconds: new Histogram({
+      name: 'vault_operation_duration_seconds',
+      help: 'Card vault operation latency (encrypt/decrypt and the Redis round trip), by operation',
+      labelNames: ['op'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
+      registers: [registry],
+    }),
+    vault_token_access_denied_total: new Counter({
+      name: 'vault_token_access_denied_total',
+      help: 'Card tokens refused because the presenting merchant does not own them (a security event), by owner: other_merchant (a configured merchant) or unknown',
+      labelNames: ['owner'] as const,
+      registers: [registry],
+    }),
   };
 }
 

@@ -49,6 +49,7 @@ export function createGateway(opts: {
     keys: config.vault_keys,
     active_key_id: config.vault_active_key_id,
     fingerprint_key: config.vault_fingerprint_key,
+    audit: { metrics, log, scopes },
   });
   const fence = new IdempotencyFence({
     redis,

@@ -264,7 +264,7 @@ export class Operations {
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     const by_token = p.source.startsWith('tok_');
-    if (by_token && !req.merchant.ownsToken(p.source))
+    if (by_token && !this.#vault.mayUse(req.merchant, p.source, req.trace.trace_id))
       return { ok: false, error: makeError('not_found', `No such source: ${p.source}`, 'source') };
     const source = by_token ? p.source : req.merchant.account(p.source);
     const payer_shard = by_token ? shardOfTokenId(p.source)! : shard(source);

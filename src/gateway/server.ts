@@ -122,7 +122,7 @@ export class Gateway {
     const app = this.#app;
     app.get('/healthz', (res, req) => sendJson(captureRequest(res, req), 200, { status: 'ok' }));
     app.get('/readyz', (res, req) => {
-      const ready = this.#o.ready() && !this.#draining;
+      const ready = this.#ready();
       const body: Record<string, unknown> = { status: ready ? 'ready' : 'not_ready' };
       if (!ready && this.#draining) body.draining = true;
       if (!ready && this.#o.notReady) body.partitions = this.#o.notReady();
@@ -130,6 +130,7 @@ export class Gateway {
     });
     app.get('/metrics', (res, req) => {
       const ctx = captureRequest(res, req);
+      this.#o.metrics.node_ready.set(this.#ready() ? 1 : 0);
       this.#o.metrics.registry.metrics().then(
         (text) => sendText(ctx, 200, text, this.#o.metrics.registry.contentType),
         () => sendError(ctx, makeError('internal_error')),
@@ -149,6 +150,11 @@ export class Gateway {
       );
     }
     app.any('/*', (res, req) => sendError(captureRequest(res, req), makeError('not_found', 'unknown route')));
+  }
+
+  /** What /readyz answers and `payment_node_ready` shows: restored and not draining. */
+  #ready(): boolean {
+    return this.#o.ready() && !this.#draining;
   }
 
   #api(method: 'get' | 'post', pattern: string, op: OpName): void {

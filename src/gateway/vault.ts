@@ -1,6 +1,10 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { brandOf } from './card.js';
+import { type MerchantScope, type MerchantScopes, tagOfOwnedId } from './scope.js';
 
 /**
  * The card vault. A PAN is encrypted with AES-256-GCM under the active key (random 96-bit IV per record,
@@ -17,6 +21,18 @@ const IV_BYTES = 12;
 const KEY_BYTES = 32;
 export const FINGERPRINT_LENGTH = 32;
 
+type VaultOp = 'store' | 'remove' | 'reveal';
+const VAULT_OPS: readonly VaultOp[] = ['store', 'remove', 'reveal'];
+type TokenOwner = 'other_merchant' | 'unknown';
+
+/** What the gateway's vault reports to; the CLI (`vault:rewrap`) runs without it. */
+export interface VaultAudit {
+  metrics: Metrics;
+  log: Logger;
+  /** The configured merchants, to tell another merchant's token from a forged or stale id. */
+  scopes: MerchantScopes;
+}
+
 export interface CardMetadata {
   last4: string;
   brand: string;
@@ -29,6 +45,7 @@ export class Vault {
   readonly #keys: ReadonlyMap<string, Buffer>;
   readonly #active_kid: string;
   readonly #fingerprint_key: Buffer;
+  readonly #audit: VaultAudit | null;
 
   constructor(opts: {
     redis: Redis;
@@ -36,6 +53,7 @@ export class Vault {
     keys: string;
     active_key_id: string;
     fingerprint_key: string;
+    audit?: VaultAudit;
   }) {
     this.#redis = opts.redis;
     this.#key_prefix = `${opts.key_prefix}vault:`;
@@ -44,6 +62,15 @@ export class Vault {
       throw new Error(`vault key id ${opts.active_key_id} is not configured`);
     this.#active_kid = opts.active_key_id;
     this.#fingerprint_key = decodeKey(opts.fingerprint_key, 'vault_fingerprint_key');
+    this.#audit = opts.audit ?? null;
+    if (this.#audit) {
+      // Every series exists from the start at 0, so an alert's increase() sees the first event too.
+      const { metrics } = this.#audit;
+      for (const owner of ['other_merchant', 'unknown'] satisfies TokenOwner[])
+        metrics.vault_token_access_denied_total.inc({ owner }, 0);
+      for (const op of VAULT_OPS)
+        for (const result of ['ok', 'error']) metrics.vault_operations_total.inc({ op, result }, 0);
+    }
     this.#redis.defineCommand('vaultSwap', {
       numberOfKeys: 1,
       // KEYS[1] record key; ARGV[1] expected record; ARGV[2] new record. Compare-and-set for rewrap.
@@ -73,17 +100,53 @@ export class Vault {
    * ledger then answers 409 and the original PAN is intact).
    */
   async store(token_id: string, pan: string): Promise<void> {
-    await this.#redis.set(this.#key_prefix + token_id, this.seal(token_id, pan), 'NX');
+    await this.#observed('store', async () => {
+      await this.#redis.set(this.#key_prefix + token_id, this.seal(token_id, pan), 'NX');
+    });
   }
 
   async remove(token_id: string): Promise<void> {
-    await this.#redis.del(this.#key_prefix + token_id);
+    await this.#observed('remove', async () => {
+      await this.#redis.del(this.#key_prefix + token_id);
+    });
   }
 
   /** The PAN of a token (operations and tests only: no API route reveals it). */
   async reveal(token_id: string): Promise<string | null> {
-    const record = await this.#redis.get(this.#key_prefix + token_id);
-    return record === null ? null : this.open(token_id, record);
+    return this.#observed('reveal', async () => {
+      const record = await this.#redis.get(this.#key_prefix + token_id);
+      return record === null ? null : this.open(token_id, record);
+    });
+  }
+
+  /**
+   * Whether `merchant` may use the card token `token_id` (a token id carries its merchant's tag, so this
+   * needs no lookup). A token that is not the merchant's own is a security event: counted in
+   * `vault_token_access_denied_total{owner}` and logged at warn with `security_event: "token_access_denied"`,
+   * the merchant, the token id and, when known, its owner (ids only, never a PAN). The caller answers
+   * 404 `not_found`, as for a token that does not exist, so the answer reveals nothing about other merchants.
+   * One line per event: the per-merchant rate limit bounds how many a key can cause.
+   */
+  mayUse(merchant: MerchantScope, token_id: string, trace_id: string): boolean {
+    if (merchant.ownsToken(token_id)) return true;
+    if (this.#audit) {
+      const tag = tagOfOwnedId(token_id);
+      const owner_scope = tag === null ? undefined : this.#audit.scopes.byTag(tag);
+      const owner: TokenOwner = owner_scope ? 'other_merchant' : 'unknown';
+      this.#audit.metrics.vault_token_access_denied_total.inc({ owner });
+      this.#audit.log.warn(
+        {
+          security_event: 'token_access_denied',
+          merchant_id: merchant.merchant_id,
+          token_id,
+          token_owner: owner,
+          token_merchant_id: owner_scope?.merchant_id,
+          trace_id,
+        },
+        'card token of another merchant refused',
+      );
+    }
+    return false;
   }
 
   seal(token_id: string, pan: string): string {
@@ -140,6 +203,21 @@ export class Vault {
       }
     } while (cursor !== '0');
     return { scanned, rewrapped, remaining };
+  }
+
+  async #observed<T>(op: VaultOp, run: () => Promise<T>): Promise<T> {
+    if (!this.#audit) return run();
+    const { metrics } = this.#audit;
+    const started = performance.now();
+    let result = 'error';
+    try {
+      const value = await run();
+      result = 'ok';
+      return value;
+    } finally {
+      metrics.vault_operations_total.inc({ op, result });
+      metrics.vault_operation_duration_seconds.observe({ op }, (performance.now() - started) / 1000);
+    }
   }
 }
 

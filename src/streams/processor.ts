@@ -537,11 +537,20 @@ export class StreamProcessor {
     return offsets;
   }
 
-  /** Once a second: age of the oldest unsaved change (replay a restart would cost), lane gauges. */
+  /** Once a second: age of the oldest unsaved change (replay a restart would cost), task and lane gauges. */
   #reportCheckpointAge(now_ms: number): void {
     const age_ms = CheckpointScheduler.ageMs(this.#tasks.values(), now_ms);
     this.#o.metrics.checkpoint_age_seconds.set(age_ms / 1000);
     const { lanes, metrics } = this.#o;
+    // Every state is set, zeros included, so a restore that ends shows 0 rather than its last count.
+    const tasks_by_state: Record<Exclude<TaskState, 'CLOSED'>, number> = {
+      CREATED: 0,
+      RESTORING: 0,
+      RUNNING: 0,
+      FAILED: 0,
+    };
+    for (const task of this.#tasks.values()) if (task.state !== 'CLOSED') tasks_by_state[task.state]++;
+    for (const [state, count] of Object.entries(tasks_by_state)) metrics.stream_tasks.set({ state }, count);
     for (let lane = 0; lane < lanes.count; lane++) {
       metrics.lane_queue_depth_tasks.set({ lane: String(lane) }, lanes.queueDepth(lane));
     }
