@@ -29,12 +29,18 @@ export function ensurePrometheus() {
     );
   mkdirSync(cache_dir, { recursive: true });
   // One installer at a time (two test files may ask at once); the second finds the binaries on re-check.
-  const result = spawnSync('flock', ['-w', String(APT_LOCK_WAIT_S), lock_file, process.execPath, self, 'install'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  if (result.status !== 0) throw new Error(`installing Debian's prometheus package failed (exit ${result.status})`);
+  const result = spawnSync(
+    'flock',
+    ['-w', String(APT_LOCK_WAIT_S), lock_file, process.execPath, self, 'install'],
+    {
+      stdio: ['ignore', 2, 2], // stdout carries only the JSON answer
+    },
+  );
+  if (result.status !== 0)
+    throw new Error(`installing Debian's prometheus package failed (exit ${result.status})`);
   const installed = locate();
-  if (!installed) throw new Error('apt-get installed prometheus but promtool/prometheus are still not on PATH');
+  if (!installed)
+    throw new Error('apt-get installed prometheus but promtool/prometheus are still not on PATH');
   return installed;
 }
 
@@ -56,11 +62,14 @@ function which(name) {
 function install() {
   if (locate()) return 0;
   const own_policy = !existsSync(policy_rc_d);
-  if (own_policy) writeFileSync(policy_rc_d, '#!/bin/sh\n# scripts/prometheus.mjs: no service starts\nexit 101\n', { mode: 0o755 });
+  if (own_policy)
+    writeFileSync(policy_rc_d, '#!/bin/sh\n# scripts/prometheus.mjs: no service starts\nexit 101\n', {
+      mode: 0o755,
+    });
   try {
     const apt = (...args) =>
       spawnSync('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_S}`, ...args], {
-        stdio: ['ignore', 'inherit', 'inherit'],
+        stdio: ['ignore', 2, 2],
         env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
       }).status;
     process.stderr.write("installing Debian's prometheus package (promtool and the server), once ...\n");
