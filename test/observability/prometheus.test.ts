@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +14,7 @@ import {
   uniqueName,
 } from '../integration/helpers.js';
 import { exposedNames, metricNames } from './promql.js';
-import { alerts_file, dashboard_file, loadRules, prometheusBinaries } from './rules.js';
+import { alerts_file, dashboard_file, loadRules, prometheusBinaries, runbooks_dir } from './rules.js';
 
 /**
  * The dashboard and the rules against a REAL Prometheus (Debian's, on a free port, scraping every second)
@@ -59,6 +59,15 @@ type QueryResult = { status: string; error?: string; data?: { result: unknown[] 
 const dashboard = JSON.parse(readFileSync(dashboard_file, 'utf8')) as Dashboard;
 const rules = loadRules();
 const panels = dashboard.panels.filter((p) => p.type !== 'row');
+/** The PromQL the runbooks tell operators to run (`promql '<expr>'`, helper in docs/runbooks/README.md). */
+const runbook_queries = readdirSync(runbooks_dir)
+  .filter((f) => f.endsWith('.md'))
+  .flatMap((page) =>
+    [...readFileSync(`${runbooks_dir}${page}`, 'utf8').matchAll(/promql '([^']+)'/g)].map((m) => ({
+      page,
+      expr: m[1]!,
+    })),
+  );
 
 describe('dashboard and rules on a real Prometheus scraping a node under load', { timeout: 180_000 }, () => {
   const topic_prefix = uniqueName('it_obs');
@@ -151,13 +160,21 @@ describe('dashboard and rules on a real Prometheus scraping a node under load', 
     }
   });
 
-  it('every metric the rules and the dashboard read is exported by the node', async () => {
+  it("every runbook's PromQL evaluates", async () => {
+    assert.ok(runbook_queries.length >= 20, "the runbooks give their PromQL as promql '…'");
+    for (const { page, expr } of runbook_queries) {
+      await assert.doesNotReject(prom!.query(expr), `docs/runbooks/${page}: ${expr}`);
+    }
+  });
+
+  it('every metric the rules, the dashboard and the runbooks read is exported by the node', async () => {
     const exposed = exposedNames(await (await fetch(`${node!.base}/metrics`)).text());
     const recorded = new Set(rules.flatMap((r) => (r.record ? [r.record] : [])));
     const read = new Set<string>();
     for (const expr of [
       ...rules.map((r) => r.expr),
       ...panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)),
+      ...runbook_queries.map((q) => q.expr),
     ])
       for (const name of metricNames(expr)) read.add(name);
     for (const must of [
@@ -167,7 +184,11 @@ describe('dashboard and rules on a real Prometheus scraping a node under load', 
     ])
       assert.ok(read.has(must), `the name extractor missed ${must}`);
     const missing = [...read].filter((n) => !recorded.has(n) && !SYNTHESIZED.has(n) && !exposed.has(n));
-    assert.deepEqual(missing, [], 'names read by alerts.yml or dashboard.json that the node does not export');
+    assert.deepEqual(
+      missing,
+      [],
+      'names read by alerts.yml, dashboard.json or a runbook that the node does not export',
+    );
   });
 
   it('the metric-name extractor reads names, not functions, labels, keywords or durations', () => {
