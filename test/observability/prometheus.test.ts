@@ -132,6 +132,19 @@ describe('dashboard and rules on a real Prometheus scraping a node under load', 
       );
   });
 
+  it("the node's own gauges: ready, its 4 partitions RUNNING, lag and checkpoint age reported", async () => {
+    const value = async (expr: string) =>
+      ((await prom!.query(expr)) as { value: [number, string] }[]).map((s) => Number(s.value[1]));
+    assert.deepEqual(await value('payment_node_ready{job="payment-node"}'), [1]);
+    assert.deepEqual(await value('sum(stream_tasks{job="payment-node", state="RUNNING"})'), [4]);
+    assert.deepEqual(await value('sum(stream_tasks{job="payment-node", state!="RUNNING"})'), [0]);
+    assert.ok((await value('count(consumer_lag_records{job="payment-node"})'))[0]! >= 1);
+    assert.ok((await value('checkpoint_age_seconds{job="payment-node"}'))[0]! < 60);
+    assert.ok(
+      (await value('sum(vault_operations_total{job="payment-node", op="store", result="ok"})'))[0]! >= 1,
+    );
+  });
+
   it("the dashboard's variable queries find the node, its routes and its partitions", async () => {
     for (const variable of dashboard.templating.list.filter((v) => v.type === 'query')) {
       const definition = (variable.query as { query: string }).query;
