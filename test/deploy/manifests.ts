@@ -91,6 +91,7 @@ const podMonitor = z
     metadata: z.object({ name: z.string(), namespace: z.string(), labels: labels.optional() }).strict(),
     spec: z
       .object({
+        jobLabel: z.string().optional(),
         selector: z.object({ matchLabels: labels }).strict(),
         podMetricsEndpoints: z
           .array(

@@ -84,6 +84,8 @@ describe('manifest wiring', () => {
       selects(c.labelSelector.matchLabels, `topology spread ${c.topologyKey}`);
     const monitor = one(components, 'PodMonitor');
     selects(monitor.spec.selector.matchLabels, 'PodMonitor selector');
+    // The rules select job="payment-node": the operator takes the job from this pod label.
+    assert.equal(monitor.spec.jobLabel, 'app.kubernetes.io/name');
     assert.equal(containerPort(monitor.spec.podMetricsEndpoints[0].port), Number(config_map.data.PORT));
     assert.ok(
       pod.spec.topologySpreadConstraints.some(
