@@ -35,10 +35,7 @@ export class CheckpointScheduler {
     // state (and clear that state's dirty set) and store it under this task's offset, a checkpoint that
     // claims events its content lacks. Checked right before the op is queued (lanes.checkpoint queues
     // synchronously), so no other owner's load can come in between. See RELIABILITY.md, 2026-12-02.
-    if (task.state !== 'RUNNING') return;
-    if (!task.changed_since_checkpoint || task.checkpoint_in_flight) return;
-    const due = now_ms - task.last_checkpoint_ms >= this.#o.interval_ms;
-    if (!due && dirty_total < this.#o.dirty_max) return;
+    if (task.state !== 'RUNNING' || !this.due(task, dirty_total, now_ms)) return;
     const started = performance.now();
     const delta = decode<CheckpointDelta>(await this.#o.lanes.checkpoint(task.partition));
     const offset = task.events_next_offset;
@@ -58,6 +55,12 @@ export class CheckpointScheduler {
       .finally(() => {
         task.checkpoint_in_flight = false;
       });
+  }
+
+  /** A checkpoint of the task is wanted now: changes older than the interval, or too many of them. */
+  due(task: Task, dirty_total: number, now_ms: number): boolean {
+    if (!task.changed_since_checkpoint || task.checkpoint_in_flight) return false;
+    return now_ms - task.last_checkpoint_ms >= this.#o.interval_ms || dirty_total >= this.#o.dirty_max;
   }
 
   /** Age of the oldest unsaved change among `tasks`: the replay a restart would cost. */

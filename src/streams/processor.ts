@@ -220,6 +220,8 @@ export class StreamProcessor {
     await this.#consumer.stop();
     clearTimeout(slow);
     const tasks = [...this.#tasks.values()];
+    step('pipelined commits');
+    await Promise.all(tasks.map((task) => task.commit_tail));
     step('deferred offsets');
     await Promise.all(tasks.map((task) => this.#commitDeferred(task)));
     step('consumer disconnect');
@@ -350,39 +352,77 @@ export class StreamProcessor {
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
   #processChunk(task: Task, chunk: InRecord[]): Promise<boolean> {
-    return task.inTurn(() => this.#applyAndCommit(task, chunk));
+    return task.inTurn(() =>
+      this.#shared ? this.#applyPipelined(task, chunk) : this.#applyAndCommit(task, chunk),
+    );
   }
 
   async #applyAndCommit(task: Task, chunk: InRecord[]): Promise<boolean> {
     if (task.state !== 'RUNNING') return false; // failed or closed while this chunk waited for its turn
+    return this.#settle(task, await this.#apply(task, chunk), task.applied_seq);
+  }
+
+  /**
+   * Node transactions: the chunk is applied while the task's previous chunk commits, and its own commit
+   * joins a later node transaction once that one has committed. One chunk deep: the turn ends only when
+   * the previous commit settled, so the next chunk's apply waits for it. A checkpoint that is due is taken
+   * before the apply (a checkpoint must hold committed chunks only), which costs one bubble per interval.
+   */
+  async #applyPipelined(task: Task, chunk: InRecord[]): Promise<boolean> {
+    if (task.state !== 'RUNNING') return false;
+    const previous = task.commit_tail;
+    if (this.#checkpointing.due(task, task.dirty_total_last, Date.now())) {
+      if (!(await previous) || task.state !== 'RUNNING') return false;
+      task.activity = 'checkpoint';
+      await this.#checkpointing.afterCommit(task, task.dirty_total_last, Date.now());
+      if (task.state !== 'RUNNING') return false;
+    }
+    const applied = await this.#apply(task, chunk);
+    const seq = task.applied_seq;
+    task.commit_tail = previous.then((ok) => (ok ? this.#settle(task, applied, seq) : false));
+    return previous;
+  }
+
+  /** One chunk on the lane, routed to the records of its transaction (or answered read-only). */
+  async #apply(task: Task, chunk: InRecord[]): Promise<AppliedChunk> {
     const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
     // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
     // retrying it would fail the same way. Stop the node loudly instead of looping.
-    let output: BatchOutput;
-    let records: TopicMessages[];
     const local: ReplyRecord[] = [];
     try {
       task.activity = 'lane';
-      output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
+      task.applied_seq++; // before the op is queued: a checkpoint op queued after it sees it
+      const output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
       const { names, partitions_total } = this.#o;
       const local_topic = this.#o.local_replies?.topic ?? null;
-      records = routeRecords(task.partition, output, { names, partitions_total, local_topic }, local);
+      const records = routeRecords(task.partition, output, { names, partitions_total, local_topic }, local);
+      task.dirty_total_last = output.dirty_total;
+      for (const index of output.rejected) {
+        this.#o.log.error(
+          { partition: task.partition, offset: chunk[index]?.offset },
+          'undecodable command record skipped',
+        );
+      }
+      this.#o.metrics.batch_size_commands.observe(chunk.length);
+      const next_offset = BigInt(chunk[chunk.length - 1]!.offset) + 1n;
+      return { output, records, local, next_offset };
     } catch (err) {
       this.#fatal(err, `partition ${task.partition}: lane or routing invariant failed`);
       throw err;
     }
-    const next_offset = BigInt(chunk[chunk.length - 1]!.offset) + 1n;
-    for (const index of output.rejected) {
-      this.#o.log.error(
-        { partition: task.partition, offset: chunk[index]?.offset },
-        'undecodable command record skipped',
-      );
-    }
-    this.#o.metrics.batch_size_commands.observe(chunk.length);
+  }
+
+  /**
+   * Commits an applied chunk (every earlier chunk of the task has committed), then answers its requests and
+   * checkpoints if due and no later chunk is applied yet. False when the task failed or was closed.
+   */
+  async #settle(task: Task, applied: AppliedChunk, seq: number): Promise<boolean> {
+    const { output, records, local, next_offset } = applied;
     if (records.length === 0) {
       // Read-only (no events, follow-ups or replies for other nodes): every earlier chunk of the partition
       // has committed, so answering now is linearizable and needs no transaction. Re-applying it after a
       // crash changes no state, so its offset can wait for the next transaction.
+      if (task.state !== 'RUNNING') return false;
       task.deferOffset(next_offset, Date.now());
       this.#o.metrics.offsets_deferred_total.inc();
       if (local.length > 0) this.#o.local_replies?.deliver(local);
@@ -399,8 +439,11 @@ export class StreamProcessor {
     }
     if (local.length > 0) this.#o.local_replies?.deliver(local); // committed: safe to acknowledge
     if (output.events.length > 0) task.changed_since_checkpoint = true;
-    task.activity = 'checkpoint';
-    await this.#checkpointing.afterCommit(task, output.dirty_total, Date.now());
+    // A later chunk already applied on the lane (pipelined) is not committed: no checkpoint of that state.
+    if (seq === task.applied_seq) {
+      task.activity = 'checkpoint';
+      await this.#checkpointing.afterCommit(task, output.dirty_total, Date.now());
+    }
     task.activity = 'idle';
     return true;
   }
@@ -441,6 +484,7 @@ export class StreamProcessor {
   /** Commits the task's deferred offset, if one still waits; a failure rebuilds like any other. */
   #commitDeferred(task: Task): Promise<void> {
     return task.inTurn(async () => {
+      if (!(await task.commit_tail)) return; // a pipelined chunk's commit comes first (or failed: rebuilt)
       const offset = task.offset_deferred;
       if (offset === null || task.state !== 'RUNNING') return;
       try {
@@ -466,6 +510,9 @@ export class StreamProcessor {
     if (task.state === 'CLOSED') return; // revoked meanwhile: the new owner starts from the last commit
     task.transition('FAILED');
     task.offset_deferred = null; // the rebuild seeks to the committed offset: those reads are applied again
+    // Chunks chained after the failed one were applied on the state being dropped: their links see this
+    // chain's failure and commit nothing; chunks after the rebuild start a new chain.
+    task.commit_tail = Promise.resolve(true);
     const old = task.producer;
     task.producer = null;
     await old?.disconnect().catch(() => {});
@@ -584,6 +631,14 @@ export class StreamProcessor {
     process.exitCode = 1;
     process.kill(process.pid, 'SIGTERM');
   }
+}
+
+interface AppliedChunk {
+  output: BatchOutput;
+  records: TopicMessages[];
+  /** Replies for this node's gateway, handed over once the chunk's transaction committed. */
+  local: ReplyRecord[];
+  next_offset: bigint;
 }
 
 /** A read-only chunk's offset waits at most this long for a transaction to ride in. */

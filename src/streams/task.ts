@@ -55,6 +55,16 @@ export class Task {
    * that of the partition's latest batch (null where the client has no KIP-447).
    */
   group: () => GroupMetadata | null = () => null;
+  /**
+   * Node transactions pipeline one chunk deep: chunk k+1 is applied while chunk k commits, and its commit
+   * (or a read-only chunk's answer) is chained after k's. Settles true once the latest chunk committed (or
+   * was answered), false if a chunk of the chain failed (the task rebuilds and starts a new chain).
+   */
+  commit_tail: Promise<boolean> = Promise.resolve(true);
+  /** Chunks applied on the lane so far: a checkpoint is taken only when no applied chunk is uncommitted. */
+  applied_seq = 0;
+  /** The lane's count of entities changed since the last checkpoint, as of the latest applied chunk. */
+  dirty_total_last = 0;
   /** Chunks and deferred-offset commits of one task take turns: one transaction of a producer at a time. */
   #turn: Promise<void> = Promise.resolve();
 

@@ -71,6 +71,8 @@ class Harness {
     readonly batch_size_max = 100,
     /** Reports the lane saturated for this many of the processor's checks (then the real queue depth). */
     saturated_checks = 0,
+    /** One producer and transaction per partition, or one node transaction (pipelined) for all. */
+    readonly scope: 'partition' | 'node' = 'partition',
   ) {
     this.cluster.createTopic(names.commands, partitions_total);
     this.cluster.createTopic(names.events, partitions_total);
@@ -100,6 +102,10 @@ class Harness {
       checkpoint_dirty_max: 1_000,
       session_timeout_ms: 10_000,
       restore_timeout_ms: 5_000,
+      transactions:
+        this.scope === 'node'
+          ? { per: 'node', node_id: 'scripted', commit_interval_ms: 0, records_max: 1_000 }
+          : { per: 'partition' },
       log,
       metrics: this.metrics,
       retry_policy: { attempts_max: 8, backoff_ms_first: 5, backoff_ms_max: 40 },
@@ -264,8 +270,12 @@ async function walk(h: Harness, rounds: number): Promise<string[]> {
   return divergences;
 }
 
-async function scenario(faults: { step: Step; nth: number; fault: Fault }[], rounds = 3) {
-  const h = new Harness();
+async function scenario(
+  faults: { step: Step; nth: number; fault: Fault }[],
+  scope: 'partition' | 'node',
+  rounds = 3,
+) {
+  const h = new Harness(1, 64, 100, 0, scope);
   h.cluster.faults.push(...faults);
   try {
     await h.start();
@@ -296,127 +306,128 @@ async function scenario(faults: { step: Step; nth: number; fault: Fault }[], rou
   }
 }
 
-describe('stream processor against a scripted Kafka that injects every error class', {
-  timeout: 180_000,
-}, () => {
-  const harnesses: Harness[] = [];
-  after(async () => {
-    for (const h of harnesses) await h.close().catch(() => {});
-  });
-
-  it('retries coordinator-busy answers without failing a transaction; reads take none', async () => {
-    const faults = [3, 4, 9, 15, 16, 17, 22].map((nth, i) => ({
-      step: 'offsets' as const,
-      nth,
-      fault: (['busy', 'coordinator_loading', 'not_coordinator'] as const)[i % 3]!,
-    }));
-    const r = await scenario(faults);
-    harnesses.push(r.h);
-    assert.deepEqual(r.divergences, []);
-    assert.deepEqual(r.unfired, [], 'every scripted fault was met');
-    assert.equal(metricValue(r.metrics, 'transactions_aborted_total'), 0);
-    assert.ok(metricValue(r.metrics, 'transaction_retries_total') >= faults.length);
-    assert.ok(metricValue(r.metrics, 'offsets_deferred_total') > 0, 'reads deferred their offsets');
-    assert.deepEqual(await r.h.checkpointedState(), r.h.foldOfLog());
-  });
-
-  it('pauses partitions whose lane is saturated and resumes them: every command applied once', async () => {
-    // Chunks of 5, and the lane reported saturated for the first 40 checks: whether real batches queue up on
-    // the lane at the moment a chunk starts depends on timing, the reaction to it must not.
-    const h = new Harness(4, 1, 5, 40);
-    harnesses.push(h);
-    await h.start();
-    // One account on each partition.
-    const accounts: string[] = [];
-    for (let i = 0; accounts.length < 4; i++) {
-      const id = `acct_p${i}`;
-      if (!accounts.some((a) => shard(a) % 4 === shard(id) % 4)) accounts.push(id);
-    }
-    for (const id of accounts) {
-      assert.ok(
-        (await h.send({ type: 'open_account', account_id: id, currency: 'usd', kind: 'customer' })).ok,
-      );
-    }
-    // Four partitions' deposits at once on one lane with room for one queued batch: the consumer must
-    // pause some partitions and resume them once the lane drains.
-    const replies = await Promise.all(
-      accounts.flatMap((account_id) =>
-        Array.from({ length: 25 }, (_, i) =>
-          h.send({ type: 'deposit', account_id, amount: i + 1, currency: 'usd' }),
-        ),
-      ),
-    );
-    assert.ok(replies.every((r) => r.ok));
-    const metrics = await h.metrics.registry.metrics();
-    assert.ok(metricValue(metrics, 'lane_pauses_total') > 0, 'saturated lanes paused their partitions');
-    for (const account_id of accounts) {
-      const account = await h.send({ type: 'get_account', account_id });
-      assert.ok(account.ok);
-      assert.equal(account.body.posted, (25 * 26) / 2, account_id);
-    }
-  });
-
-  it('a changelog that does not fold even from the start: named on readiness, not retried in a loop', async () => {
-    const h = new Harness();
-    harnesses.push(h);
-    // A committed deposit for an account the log never opened.
-    const bad = {
-      type: 'deposited',
-      event_id: 'ev_bad',
-      account_id: 'acct_ghost',
-      amount: 5,
-      time_ms: T0_MS,
-    };
-    h.cluster.append(names.events, 0, encode(bad));
-    await h.processor.start();
-    await until(() => h.processor.notReady.some((p) => p.reason !== undefined), 10_000, 'a restore reason');
-    const [entry] = h.processor.notReady;
-    assert.equal(entry?.partition, 0);
-    assert.equal(entry?.state, 'RESTORING');
-    assert.match(entry?.reason ?? '', /^ReplayDisagreementError: partition 0: replay does not apply/);
-    assert.equal(h.processor.ready, false);
-    await new Promise((r) => setTimeout(r, 1_500));
-    const metrics = await h.metrics.registry.metrics();
-    assert.equal(metricValue(metrics, 'restore_failures_total'), 1, 'reported once, not looped');
-    assert.equal(metricValue(metrics, 'checkpoints_dropped_total'), 0, 'there was no checkpoint to blame');
-  });
-
-  for (const [name, faults] of [
-    ['a fenced AddOffsetsToTxn', [{ step: 'offsets', nth: 6, fault: 'fenced' }]],
-    ['a produce that times out', [{ step: 'produce', nth: 5, fault: 'timeout' }]],
-    ['a fenced produce', [{ step: 'produce', nth: 8, fault: 'fenced' }]],
-    ['an EndTxn that times out before committing', [{ step: 'end_txn', nth: 6, fault: 'timeout' }]],
-    [
-      'an EndTxn that commits and still fails',
-      [{ step: 'end_txn', nth: 7, fault: 'end_txn_timeout_after_commit' }],
-    ],
-    [
-      'failures back to back right after commits',
-      [
-        { step: 'offsets', nth: 5, fault: 'timeout' },
-        { step: 'end_txn', nth: 9, fault: 'end_txn_timeout_after_commit' },
-        { step: 'offsets', nth: 12, fault: 'fenced' },
-        { step: 'produce', nth: 14, fault: 'timeout' },
-      ],
-    ],
-  ] as [string, { step: Step; nth: number; fault: Fault }[]][]) {
-    it(`after ${name}, the rebuilt state holds every committed effect and nothing else`, async () => {
-      const r = await scenario(faults);
-      harnesses.push(r.h);
-      assert.deepEqual(r.unfired, [], `every scripted fault was met (fired: ${r.fired})`);
-      assert.deepEqual(r.divergences, []);
-      assert.ok(
-        metricValue(r.metrics, 'transactions_aborted_total') >= 1,
-        'the failure rebuilt the partition',
-      );
-      // Each command's outcome is in the log once: no event id twice, and the fold equals the lane's state.
-      const ids = r.h.cluster.committedValues(names.events, 0).map((v) => decode<DomainEvent>(v).event_id);
-      assert.equal(new Set(ids).size, ids.length, 'no event committed twice');
-      assert.deepEqual(await r.h.checkpointedState(), r.h.foldOfLog());
-      // Money: every round nets to zero once its refunds settle.
-      assert.ok(r.account.ok);
-      assert.equal(r.account.body.posted, 1_000_000);
-      assert.equal(r.account.body.pending, 0);
+for (const scope of ['partition', 'node'] as const)
+  describe(`stream processor against a scripted Kafka that injects every error class (transactions per ${scope})`, {
+    timeout: 180_000,
+  }, () => {
+    const harnesses: Harness[] = [];
+    after(async () => {
+      for (const h of harnesses) await h.close().catch(() => {});
     });
-  }
-});
+
+    it('retries coordinator-busy answers without failing a transaction; reads take none', async () => {
+      const faults = [3, 4, 9, 15, 16, 17, 22].map((nth, i) => ({
+        step: 'offsets' as const,
+        nth,
+        fault: (['busy', 'coordinator_loading', 'not_coordinator'] as const)[i % 3]!,
+      }));
+      const r = await scenario(faults, scope);
+      harnesses.push(r.h);
+      assert.deepEqual(r.divergences, []);
+      assert.deepEqual(r.unfired, [], 'every scripted fault was met');
+      assert.equal(metricValue(r.metrics, 'transactions_aborted_total'), 0);
+      assert.ok(metricValue(r.metrics, 'transaction_retries_total') >= faults.length);
+      assert.ok(metricValue(r.metrics, 'offsets_deferred_total') > 0, 'reads deferred their offsets');
+      assert.deepEqual(await r.h.checkpointedState(), r.h.foldOfLog());
+    });
+
+    it('pauses partitions whose lane is saturated and resumes them: every command applied once', async () => {
+      // Chunks of 5, and the lane reported saturated for the first 40 checks: whether real batches queue up on
+      // the lane at the moment a chunk starts depends on timing, the reaction to it must not.
+      const h = new Harness(4, 1, 5, 40, scope);
+      harnesses.push(h);
+      await h.start();
+      // One account on each partition.
+      const accounts: string[] = [];
+      for (let i = 0; accounts.length < 4; i++) {
+        const id = `acct_p${i}`;
+        if (!accounts.some((a) => shard(a) % 4 === shard(id) % 4)) accounts.push(id);
+      }
+      for (const id of accounts) {
+        assert.ok(
+          (await h.send({ type: 'open_account', account_id: id, currency: 'usd', kind: 'customer' })).ok,
+        );
+      }
+      // Four partitions' deposits at once on one lane with room for one queued batch: the consumer must
+      // pause some partitions and resume them once the lane drains.
+      const replies = await Promise.all(
+        accounts.flatMap((account_id) =>
+          Array.from({ length: 25 }, (_, i) =>
+            h.send({ type: 'deposit', account_id, amount: i + 1, currency: 'usd' }),
+          ),
+        ),
+      );
+      assert.ok(replies.every((r) => r.ok));
+      const metrics = await h.metrics.registry.metrics();
+      assert.ok(metricValue(metrics, 'lane_pauses_total') > 0, 'saturated lanes paused their partitions');
+      for (const account_id of accounts) {
+        const account = await h.send({ type: 'get_account', account_id });
+        assert.ok(account.ok);
+        assert.equal(account.body.posted, (25 * 26) / 2, account_id);
+      }
+    });
+
+    it('a changelog that does not fold even from the start: named on readiness, not retried in a loop', async () => {
+      const h = new Harness(1, 64, 100, 0, scope);
+      harnesses.push(h);
+      // A committed deposit for an account the log never opened.
+      const bad = {
+        type: 'deposited',
+        event_id: 'ev_bad',
+        account_id: 'acct_ghost',
+        amount: 5,
+        time_ms: T0_MS,
+      };
+      h.cluster.append(names.events, 0, encode(bad));
+      await h.processor.start();
+      await until(() => h.processor.notReady.some((p) => p.reason !== undefined), 10_000, 'a restore reason');
+      const [entry] = h.processor.notReady;
+      assert.equal(entry?.partition, 0);
+      assert.equal(entry?.state, 'RESTORING');
+      assert.match(entry?.reason ?? '', /^ReplayDisagreementError: partition 0: replay does not apply/);
+      assert.equal(h.processor.ready, false);
+      await new Promise((r) => setTimeout(r, 1_500));
+      const metrics = await h.metrics.registry.metrics();
+      assert.equal(metricValue(metrics, 'restore_failures_total'), 1, 'reported once, not looped');
+      assert.equal(metricValue(metrics, 'checkpoints_dropped_total'), 0, 'there was no checkpoint to blame');
+    });
+
+    for (const [name, faults] of [
+      ['a fenced AddOffsetsToTxn', [{ step: 'offsets', nth: 6, fault: 'fenced' }]],
+      ['a produce that times out', [{ step: 'produce', nth: 5, fault: 'timeout' }]],
+      ['a fenced produce', [{ step: 'produce', nth: 8, fault: 'fenced' }]],
+      ['an EndTxn that times out before committing', [{ step: 'end_txn', nth: 6, fault: 'timeout' }]],
+      [
+        'an EndTxn that commits and still fails',
+        [{ step: 'end_txn', nth: 7, fault: 'end_txn_timeout_after_commit' }],
+      ],
+      [
+        'failures back to back right after commits',
+        [
+          { step: 'offsets', nth: 5, fault: 'timeout' },
+          { step: 'end_txn', nth: 9, fault: 'end_txn_timeout_after_commit' },
+          { step: 'offsets', nth: 12, fault: 'fenced' },
+          { step: 'produce', nth: 14, fault: 'timeout' },
+        ],
+      ],
+    ] as [string, { step: Step; nth: number; fault: Fault }[]][]) {
+      it(`after ${name}, the rebuilt state holds every committed effect and nothing else`, async () => {
+        const r = await scenario(faults, scope);
+        harnesses.push(r.h);
+        assert.deepEqual(r.unfired, [], `every scripted fault was met (fired: ${r.fired})`);
+        assert.deepEqual(r.divergences, []);
+        assert.ok(
+          metricValue(r.metrics, 'transactions_aborted_total') >= 1,
+          'the failure rebuilt the partition',
+        );
+        // Each command's outcome is in the log once: no event id twice, and the fold equals the lane's state.
+        const ids = r.h.cluster.committedValues(names.events, 0).map((v) => decode<DomainEvent>(v).event_id);
+        assert.equal(new Set(ids).size, ids.length, 'no event committed twice');
+        assert.deepEqual(await r.h.checkpointedState(), r.h.foldOfLog());
+        // Money: every round nets to zero once its refunds settle.
+        assert.ok(r.account.ok);
+        assert.equal(r.account.body.posted, 1_000_000);
+        assert.equal(r.account.body.pending, 0);
+      });
+    }
+  });
