@@ -367,6 +367,50 @@ for (const scope of ['partition', 'node'] as const)
       }
     });
 
+    it('concurrent chunks (pipelined with node transactions) through failed commits: each deposit applied once', async () => {
+      // Chunks of 5 and 60 deposits in flight on 2 partitions: with node transactions a task's next chunk is
+      // applied while its previous one commits, so failures land with applied chunks chained behind them.
+      const h = new Harness(2, 64, 5, 0, scope);
+      harnesses.push(h);
+      h.cluster.faults.push(
+        { step: 'end_txn', nth: 4, fault: 'timeout' },
+        { step: 'produce', nth: 7, fault: 'timeout' },
+        { step: 'end_txn', nth: 10, fault: 'end_txn_timeout_after_commit' },
+      );
+      await h.start();
+      const accounts: string[] = [];
+      for (let i = 0; accounts.length < 2; i++) {
+        const id = `acct_q${i}`;
+        if (!accounts.some((a) => shard(a) % 2 === shard(id) % 2)) accounts.push(id);
+      }
+      for (const id of accounts) {
+        assert.ok(
+          (await h.send({ type: 'open_account', account_id: id, currency: 'usd', kind: 'customer' })).ok,
+        );
+      }
+      const replies = await Promise.all(
+        accounts.flatMap((account_id) =>
+          Array.from({ length: 30 }, (_, i) =>
+            h.send({ type: 'deposit', account_id, amount: i + 1, currency: 'usd' }),
+          ),
+        ),
+      );
+      assert.ok(replies.every((r) => r.ok));
+      assert.deepEqual(h.cluster.faults, [], `every scripted fault was met (fired: ${h.cluster.fired})`);
+      assert.ok(metricValue(await h.metrics.registry.metrics(), 'transactions_aborted_total') >= 3);
+      for (const account_id of accounts) {
+        const account = await h.send({ type: 'get_account', account_id });
+        assert.ok(account.ok);
+        assert.equal(account.body.posted, (30 * 31) / 2, `${account_id}: every deposit once`);
+      }
+      for (const partition of [0, 1]) {
+        const ids = h.cluster
+          .committedValues(names.events, partition)
+          .map((v) => decode<DomainEvent>(v).event_id);
+        assert.equal(new Set(ids).size, ids.length, `partition ${partition}: no event committed twice`);
+      }
+    });
+
     it('a changelog that does not fold even from the start: named on readiness, not retried in a loop', async () => {
       const h = new Harness(1, 64, 100, 0, scope);
       harnesses.push(h);
