@@ -42,6 +42,8 @@ export interface Env {
   kafka: Kafka;
   /** The node's port over `kafka`: what the processor and the replay use. */
   port: KafkaPort;
+  /** The port carries the group generation (KIP-447): exactly-once runs one transaction per node commit. */
+  kip447?: boolean;
   admin: Admin;
   redis: Redis;
   log: Logger;
@@ -101,6 +103,17 @@ async function wire(
     log: env.log,
     metrics,
     ...(o.guarantee === 'at_least_once' ? { committer: atLeastOnceCommitter } : {}),
+    // As the node does (transaction_scope auto): per node on a KIP-447 client, per partition otherwise.
+    ...(o.guarantee === 'exactly_once' && env.kip447
+      ? {
+          transactions: {
+            per: 'node' as const,
+            node_id: o.app_id,
+            commit_interval_ms: config.commit_interval_ms,
+            records_max: config.commit_records_max,
+          },
+        }
+      : {}),
   });
   return { processor, lanes, metrics, lanes_boot_ms };
 }

@@ -202,7 +202,7 @@ async function phases(env: Env): Promise<void> {
   workload.messages.length = 0; // let the records go before the runs
 
   const timeout_ms = Math.max(300_000, COMMANDS * 2);
-  const first: Env = { ...env, port: portOf(env, CLIENTS[0]!) };
+  const first: Env = { ...env, port: portOf(env, CLIENTS[0]!), kip447: CLIENTS[0] === 'platformatic' };
   const loopOn = (e: Env, names: typeof eos, guarantee: 'exactly_once' | 'at_least_once', app_id: string) =>
     runLoop(e, {
       names,
@@ -231,7 +231,7 @@ async function phases(env: Env): Promise<void> {
     again.messages.length = 0;
     say(`client ${client}:`);
     const r = await loopOn(
-      { ...env, port: portOf(env, client) },
+      { ...env, port: portOf(env, client), kip447: client === 'platformatic' },
       names,
       'exactly_once',
       `${prefix}-eos-${client}`,
