@@ -524,7 +524,17 @@ export class StreamProcessor {
    * offset fail), the task goes back to FAILED and the partition's next batch tries again (#eachBatch):
    * it must never stay FAILED with its batches skipped.
    */
-  async #rebuild(task: Task): Promise<void> {
+  #rebuild(task: Task): Promise<void> {
+    // Single flight: a failed link and the partition's next batch may both ask; the second joins the first.
+    if (task.rebuilding) return task.rebuilding;
+    const rebuilding = this.#rebuildOnce(task).finally(() => {
+      if (task.rebuilding === rebuilding) task.rebuilding = null;
+    });
+    task.rebuilding = rebuilding;
+    return rebuilding;
+  }
+
+  async #rebuildOnce(task: Task): Promise<void> {
     try {
       await this.#o.lanes.drop(task.partition);
       // Re-initializing the transactional id fences whoever holds it. If we were fenced because another node

@@ -142,8 +142,13 @@ export class TaskRestorer {
   ): Promise<void> {
     const targets = new Map<number, ReplayTarget>();
     const by_partition = new Map(tasks.map((task) => [task.partition, task]));
+    const attempt = new Map(tasks.map((task) => [task.partition, ++task.restore_attempt]));
     // A task revoked during its restore is CLOSED: its lane state is left alone here and released at the end.
-    const live = (partition: number) => by_partition.get(partition)?.state === 'RESTORING';
+    // One whose later restore started meanwhile belongs to that one.
+    const live = (partition: number) => {
+      const task = by_partition.get(partition);
+      return task?.state === 'RESTORING' && task.restore_attempt === attempt.get(partition);
+    };
     for (const task of tasks) {
       const use = !without_checkpoint.has(task.partition);
       const checkpoint = use ? await this.#h.checkpoints.load(task.partition) : null;
@@ -175,7 +180,7 @@ export class TaskRestorer {
     // no command is applied on top of a state that already holds it.
     const committed = await this.#h.committedOffsets(tasks.map((task) => task.partition));
     for (const task of tasks) {
-      if (task.state !== 'RESTORING') continue;
+      if (!live(task.partition)) continue;
       task.events_next_offset = result.end.get(task.partition) ?? 0n;
       const offset = committed.get(task.partition) ?? '0';
       this.#h.seek(task.partition, offset);

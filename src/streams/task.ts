@@ -48,6 +48,14 @@ export class Task {
   offset_deferred: bigint | null = null;
   offset_deferred_since_ms = 0;
   restore_error: RestoreError | null = null;
+  /**
+   * Bumped by each restore attempt as it starts: an attempt acts on the task (loads, replays, RUNNING) only
+   * while it is the latest. A rebuild that overlapped an older restore (the older one loaded the lane, the
+   * rebuild dropped it) must not have the older one declare the task RUNNING on a dropped state.
+   */
+  restore_attempt = 0;
+  /** The rebuild in progress, if any: a second trigger joins it instead of starting another. */
+  rebuilding: Promise<void> | null = null;
   /** What the task's current chunk is doing (named in the log of a shutdown that waits for it). */
   activity = 'idle';
   /**
