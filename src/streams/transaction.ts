@@ -181,12 +181,15 @@ export async function commitTransaction(
   let step: StepName = 'offsets';
   request.onStep?.(step);
   try {
-    const topics = offsetTopics(request.offsets ?? [request.offset]);
-    const offsets = () => ({
-      consumerGroupId: request.group_id,
-      group: request.group?.() ?? null,
-      topics,
-    });
+    // Per attempt, in this order: reading the group may narrow the transaction (SharedTransactions).
+    const offsets = () => {
+      const group = request.group?.() ?? null;
+      return {
+        consumerGroupId: request.group_id,
+        group,
+        topics: offsetTopics(request.offsets ?? [request.offset]),
+      };
+    };
     await retryBusy(() => txn.sendOffsets(offsets()), policy, onRetry, sleep, offsetsRetryType);
     step = 'produce';
     request.onStep?.(step);
@@ -414,17 +417,17 @@ export class SharedTransactions {
   }
 
   async #run(batch: QueuedCommit[]): Promise<void> {
-    let live = batch;
+    const txn = { live: batch };
     try {
       await this.ready();
-      live = this.#dropMovedGenerations(batch);
-      if (live.length === 0) return;
-      const acks = await this.#transaction(live);
+      txn.live = this.#dropMovedGenerations(batch);
+      if (txn.live.length === 0) return;
+      const acks = await this.#transaction(txn);
       this.#o.onTransaction?.(
-        live.length,
-        live.reduce((n, q) => n + q.records_total, 0),
+        txn.live.length,
+        txn.live.reduce((n, q) => n + q.records_total, 0),
       );
-      for (const q of live) q.resolve(acks);
+      for (const q of txn.live) q.resolve(acks);
     } catch (err) {
       // Ambiguous or failed: the next transaction starts on a newly initialized producer, which aborts
       // whatever the coordinator still holds of this one before its first request is answered.
@@ -432,7 +435,7 @@ export class SharedTransactions {
       this.#producer = null;
       this.#ready = null;
       await old?.disconnect().catch(() => {});
-      for (const q of live) q.reject(err);
+      for (const q of txn.live) q.reject(err);
     }
   }
 
@@ -458,39 +461,34 @@ export class SharedTransactions {
     return live;
   }
 
-  async #transaction(live: QueuedCommit[]): Promise<ProduceAck[]> {
+  /**
+   * `txn.live` shrinks while the offsets step is retried: a rebalance during the transaction refuses its
+   * TxnOffsetCommit (ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS), and on the next attempt the partitions
+   * this member kept carry the new generation while revoked ones keep the old. Those are dropped (refused
+   * with GenerationMovedError: their tasks close or rebuild) and the others go on in the new generation.
+   * Safe because offsets go first: nothing of the transaction is written before they are accepted.
+   */
+  async #transaction(txn: { live: QueuedCommit[] }): Promise<ProduceAck[]> {
     const producer = this.#producer;
     if (producer === null) throw new Error('transaction invariant: no producer after ready()');
-    const first = live[0]!.request;
     const merged: CommitRequest = {
       group_id: this.#o.group_id,
-      offsets: live.map((q) => q.request.offset),
-      offset: first.offset,
-      // The generation of the whole transaction, read per attempt: it moves only if every partition
-      // stayed (a partition that left turns its group stale, and the attempt is refused as a whole).
-      group: () => commonGroup(live),
-      onStep: (step) => {
-        for (const q of live) q.request.onStep?.(step);
+      offsets: txn.live.map((q) => q.request.offset),
+      offset: txn.live[0]!.request.offset,
+      group: () => {
+        txn.live = this.#dropMovedGenerations(txn.live);
+        if (txn.live.length === 0) throw new GenerationMovedError('every partition of the transaction left');
+        merged.offsets = txn.live.map((q) => q.request.offset);
+        merged.records = mergeRecords(txn.live.map((q) => q.request.records));
+        return txn.live[0]!.request.group?.() ?? null;
       },
-      records: mergeRecords(live.map((q) => q.request.records)),
+      onStep: (step) => {
+        for (const q of txn.live) q.request.onStep?.(step);
+      },
+      records: mergeRecords(txn.live.map((q) => q.request.records)),
     };
     return commitTransaction(producer, merged, this.#o.policy, this.#o.onRetry);
   }
-}
-
-/**
- * The group every request agrees on. A partition revoked since its request was queued keeps the generation
- * it was fetched in: the transaction cannot commit its offsets in the newer one, and fails as a whole.
- */
-function commonGroup(live: QueuedCommit[]): GroupMetadata | null {
-  const groups = live.map((q) => q.request.group?.() ?? null);
-  const first = groups[0] ?? null;
-  if (first === null) return null;
-  const same = groups.every(
-    (g) => g !== null && g.generation_id === first.generation_id && g.member_id === first.member_id,
-  );
-  if (!same) throw new GenerationMovedError('a partition of the transaction left its generation');
-  return first;
 }
 
 function mergeRecords(lists: TopicMessages[][]): TopicMessages[] {

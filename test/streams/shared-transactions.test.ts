@@ -132,6 +132,25 @@ describe('one transaction per node commit', () => {
     await shared.close();
   });
 
+  it('a rebalance during the transaction: kept partitions go on in the new generation, revoked ones drop out', async () => {
+    const { cluster, shared, transactions } = setup();
+    await shared.ready();
+    cluster.faults.push({ step: 'offsets', nth: 1, fault: 'illegal_generation' });
+    let kept_reads = 0;
+    const kept = { ...request(1, ['kept']), group: () => group(++kept_reads <= 2 ? 7 : 8) };
+    const revoked = shared.commit(request(0, ['revoked'], 7)); // its consumer still says generation 7
+    const committed = shared.commit(kept);
+    await assert.rejects(revoked, GenerationMovedError);
+    await committed;
+    assert.deepEqual(transactions, [1], 'one transaction, with the kept partition only');
+    await settled(cluster);
+    assert.deepEqual(values(cluster, 0), [], 'the revoked partition wrote nothing');
+    assert.deepEqual(values(cluster, 1), ['kept']);
+    assert.equal(cluster.committed.get('g')?.get('commands')?.get(0), undefined);
+    assert.equal(cluster.committed.get('g')?.get('commands')?.get(1), '11');
+    await shared.close();
+  });
+
   it('keeps each transaction within the records bound (a larger request goes alone)', async () => {
     const { shared, transactions } = setup({ records_max: 3 });
     await shared.ready();

@@ -35,7 +35,9 @@ export type Fault =
   | 'not_coordinator'
   | 'fenced'
   | 'timeout'
-  | 'end_txn_timeout_after_commit';
+  | 'end_txn_timeout_after_commit'
+  /** TxnOffsetCommit refused: the group moved to a new generation (a rebalance during the transaction). */
+  | 'illegal_generation';
 export type Step = 'offsets' | 'produce' | 'end_txn';
 
 interface Entry {
@@ -197,6 +199,8 @@ function faultError(fault: Fault): Error {
       return protocolError('NOT_COORDINATOR', 16, true);
     case 'fenced':
       return protocolError('PRODUCER_FENCED', 90, false);
+    case 'illegal_generation':
+      return protocolError('ILLEGAL_GENERATION', 22, false);
     case 'timeout':
     case 'end_txn_timeout_after_commit':
       return Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' });
