@@ -15,6 +15,7 @@ import {
   type CommitterFactory,
   default_retry_policy,
   eventsEndAfter,
+  GenerationMovedError,
   type RetryPolicy,
   routeRecords,
   SharedTransactions,
@@ -502,6 +503,14 @@ export class StreamProcessor {
    * committed offset so the batch is processed again on a state that matches the log.
    */
   async #recover(task: Task, err: unknown): Promise<void> {
+    if (err instanceof GenerationMovedError) {
+      // Refused before anything was written: the partition left this member in a rebalance (its batch is no
+      // longer current). The assignment closes it anyway; closing now releases the lane state that holds
+      // the refused chunk, without a rebuild the partition's new owner makes moot.
+      this.#o.log.info({ partition: task.partition }, 'partition left the generation; task closed');
+      await this.#closeTask(task);
+      return;
+    }
     this.#o.metrics.transactions_aborted_total.inc();
     this.#o.log.warn(
       { partition: task.partition, err: (err as Error).message, type: kafkaErrorType(err) },
