@@ -83,8 +83,16 @@ function load(partition: number, parts: Uint8Array | null): Actors {
 function applyBatch(partition: number, partitions_total: number, input: Uint8Array): Uint8Array {
   const { state, dirty } = actorsOf(partition);
   const records = decode<Uint8Array[]>(input);
-  const output: BatchOutput = { events: [], replies: [], follow_ups: [], rejected: [], dirty_total: 0 };
+  const output: BatchOutput = {
+    events: [],
+    event_starts: [],
+    replies: [],
+    follow_ups: [],
+    rejected: [],
+    dirty_total: 0,
+  };
   for (let index = 0; index < records.length; index++) {
+    output.event_starts.push(output.events.length);
     const envelope = decodeEnvelope(records[index]!);
     if (envelope === null) {
       output.rejected.push(index);

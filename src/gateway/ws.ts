@@ -9,7 +9,7 @@ import type { Operations, OpName } from './ops.js';
 import type { OutcomeFeed } from './outcomes.js';
 import type { RateLimiter } from './rate-limit.js';
 import type { MerchantScope, MerchantScopes } from './scope.js';
-import { traceFrom } from './trace.js';
+import { endRequest, requestTrace } from './tracing.js';
 
 export interface WebSocketOptions {
   /** Largest frame accepted; a bigger one closes the connection (uWS `maxPayloadLength`). */
@@ -119,7 +119,7 @@ function onMessage(deps: Deps, ws: uWS.WebSocket<Conn>, message: ArrayBuffer, is
     return;
   }
   conn.in_flight++;
-  const trace = traceFrom(frame.traceparent);
+  const trace = requestTrace(frame.traceparent, `WS ${frame.op}`);
   deps.ops
     .execute(
       {
@@ -135,6 +135,7 @@ function onMessage(deps: Deps, ws: uWS.WebSocket<Conn>, message: ArrayBuffer, is
     .then((result) => {
       conn.in_flight--;
       const status = result.status;
+      endRequest(trace, status);
       const reply =
         status < 400
           ? { request_id: frame.request_id, status, body: result.body }

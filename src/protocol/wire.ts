@@ -36,6 +36,11 @@ export interface BatchOutput {
   replies: (WireRecord & { reply_to: string })[];
   /** Follow-up legs (CommandEnvelope), keyed by command id, with the partition that owns them (null: none). */
   follow_ups: (WireRecord & { partition: number | null })[];
+  /**
+   * Per input record, the events written before it: record i wrote events [event_starts[i], event_starts[i+1])
+   * (the last one up to events.length). Tracing names each command's event offsets with it.
+   */
+  event_starts: number[];
   /** Indexes of input records that did not decode as a command envelope (skipped, logged). */
   rejected: number[];
   /** Entities of the partition changed since its last checkpoint (checkpoint early past a bound). */
