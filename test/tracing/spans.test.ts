@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { createLogger } from '../../src/log.js';
@@ -43,150 +44,160 @@ async function post(node: InProcessNode, path: string, body: unknown, headers: R
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-describe('tracing on: one payment, one trace (in-memory exporter, in-process node)', {
-  timeout: 120_000,
-}, () => {
-  let node: InProcessNode;
-  let tracing: Tracing | null = null;
-
-  before(async () => {
-    tracing = await startTracing({ node_id: 'trc', log: createLogger('silent', 'trc'), exporter });
-    node = await startInProcessNode({ LOG_LEVEL: 'debug' });
-    for (const [id, kind] of [
-      ['alice', 'customer'],
-      ['shop', 'merchant'],
-    ]) {
-      assert.equal((await post(node, '/v1/accounts', { id, currency: 'USD', kind })).status, 201);
-    }
-    const deposit = await post(node, '/v1/deposits', { account: 'alice', amount: 10_000, currency: 'USD' });
-    assert.equal(deposit.status, 201);
-  });
-
-  after(async () => {
-    await node?.stop();
-    await tracing?.shutdown(1000);
-    if (node) await cleanup(node.config.topic_prefix, node.config.redis_key_prefix);
-  });
-
-  it('joins gateway, produce, lane batch, commit and reply in one tree with the partition and offsets', async () => {
-    const paid = await post(node, '/v1/payments', {
-      amount: 1500,
-      currency: 'USD',
-      source: 'alice',
-      destination: 'shop',
-    });
-    assert.equal(paid.status, 201, JSON.stringify(paid.body));
-    const payment_id = paid.body.id as string;
-    const server = await eventually(
-      () => exporter.getFinishedSpans().find((s) => s.attributes['payment.id'] === payment_id),
-      (span) => span !== undefined,
-    );
-    assert.ok(server, 'a span names the payment');
-    const names = expectedNames(node.names.commands);
-    const spans = await eventually(
-      () => traceOf(server.spanContext().traceId),
-      (found) => names.every((name) => found.some((s) => s.name === name)),
-    );
-    const tree = assertOneTree(spans, 'POST /v1/payments');
-    assert.deepEqual([...tree.keys()].sort(), [...names].sort(), 'exactly these spans');
-    const send = tree.get(`send ${node.names.commands}`)!;
-    const process = tree.get(`process ${node.names.commands}`)!;
-    const commit = tree.get('commit')!;
-    assert.equal(parentOf(tree, send.name), 'POST /v1/payments');
-    assert.equal(parentOf(tree, 'await reply'), 'POST /v1/payments');
-    assert.equal(parentOf(tree, process.name), send.name, 'joined through the Kafka header');
-    for (const name of ['lane batch', 'commit', 'deliver replies'])
-      assert.equal(parentOf(tree, name), process.name, name);
-
-    const root = tree.get('POST /v1/payments')!;
-    assert.equal(root.parent_id, null, 'no caller traceparent: the server span starts the trace');
-    assert.equal(root.attributes['payment.id'], payment_id);
-    assert.equal(root.attributes['http.response.status_code'], 201);
-    assert.equal(send.attributes['payment.id'], payment_id);
-    const partition = Number(send.attributes['messaging.destination.partition.id']);
-    const offset = send.attributes['messaging.kafka.offset'] as number;
-    assert.ok(Number.isInteger(partition) && partition >= 0 && partition < node.config.partitions);
-    assert.ok(Number.isInteger(offset) && offset >= 0);
-    assert.equal(process.attributes['messaging.destination.partition.id'], String(partition));
-    assert.equal(
-      process.attributes['messaging.kafka.offset'],
-      offset,
-      'the consumer saw the produced offset',
-    );
-    assert.equal(tree.get('await reply')!.attributes['reply.received'], true);
-
-    // The offset is the command's real record: its header carries the producer span's context.
-    const command = (await readAt(node.names.commands, partition, [offset])).get(offset);
-    assert.ok(command, `the command record at ${partition}/${offset}`);
-    assert.equal(command.headers.traceparent, `00-${send.trace_id}-${send.span_id}-01`);
-
-    // The commit names this command's events: they are the payment's, at those offsets of the changelog.
-    assert.equal(commit.attributes['events.topic'], node.names.events);
-    assert.equal(commit.attributes['events.partition'], partition);
-    const first = commit.attributes['events.offset_first'] as number;
-    const last = commit.attributes['events.offset_last'] as number;
-    assert.ok(Number.isInteger(first) && last >= first, `events ${first}..${last}`);
-    assert.ok((commit.attributes['events.end_offset'] as number) > last);
-    assert.ok((commit.attributes['commit.next_offset'] as number) > offset);
-    const wanted = Array.from({ length: last - first + 1 }, (_, i) => first + i);
-    const events = await readAt(node.names.events, partition, wanted);
-    assert.equal(events.size, wanted.length, 'every named event offset holds a record');
-    const decoded = [...events.values()].map((r) => decode<{ type: string; payment_id?: string }>(r.value!));
-    assert.ok(decoded.some((e) => e.type === 'payment_created' && e.payment_id === payment_id));
-    for (const event of decoded)
-      assert.equal(event.payment_id, payment_id, `${event.type} is this payment's`);
-
-    // The debug log correlates the trace id with the same offset, at the gateway and in the stream loop.
-    const lines = node.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
-    const trace_id = root.trace_id;
-    const processed = lines.find((l) => l.msg === 'command processed' && l.trace_id === trace_id);
-    assert.ok(processed, 'the stream loop logs the command with its trace id');
-    assert.deepEqual(
-      [processed.partition, processed.offset, processed.events_offset_first, processed.events_offset_last],
-      [partition, String(offset), first, last],
-    );
-    const request = lines.find((l) => l.msg === 'request' && l.trace_id === trace_id);
-    assert.ok(request, 'the gateway logs the request with its trace id');
-    assert.deepEqual([request.partition, request.offset], [partition, String(offset)]);
-  });
-
-  it("keeps a caller's sampled trace, and records nothing for an unsampled one", async () => {
-    const caller_trace = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
-    const caller_span = '1112131415161718';
-    const sampled = await post(
-      node,
-      '/v1/deposits',
-      { account: 'alice', amount: 5, currency: 'USD' },
-      { traceparent: `00-${caller_trace}-${caller_span}-01` },
-    );
-    assert.equal(sampled.status, 201);
-    const spans = await eventually(
-      () => traceOf(caller_trace),
-      (found) => found.some((s) => s.name === 'commit') && found.some((s) => s.name === 'POST /v1/deposits'),
-    );
-    const tree = assertOneTree(spans, 'POST /v1/deposits');
-    assert.equal(tree.get('POST /v1/deposits')!.parent_id, caller_span, "child of the caller's span");
-
-    const unsampled_trace = '0f0e0d0c0b0a09080706050403020100';
-    const unsampled = await post(
-      node,
-      '/v1/deposits',
-      { account: 'alice', amount: 6, currency: 'USD' },
-      { traceparent: `00-${unsampled_trace}-${caller_span}-00` },
-    );
-    assert.equal(unsampled.status, 201);
-    // The sampled deposit after it is recorded: by then the unsampled one's spans would have been too.
-    const after_trace = 'ffeeddccbbaa99887766554433221100';
-    await post(
-      node,
-      '/v1/deposits',
-      { account: 'alice', amount: 7, currency: 'USD' },
-      { traceparent: `00-${after_trace}-${caller_span}-01` },
-    );
-    await eventually(
-      () => traceOf(after_trace),
-      (found) => found.some((s) => s.name === 'commit'),
-    );
-    assert.deepEqual(traceOf(unsampled_trace), [], 'an unsampled caller: no span recorded');
-  });
+let tracing: Tracing | null = null;
+before(async () => {
+  tracing = await startTracing({ node_id: 'trc', log: createLogger('silent', 'trc'), exporter });
 });
+after(() => tracing?.shutdown(1000));
+
+const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+
+for (const client of ['kafkajs', 'platformatic'] as const) {
+  describe(`tracing on: one payment, one trace (in-memory exporter, in-process node, ${client})`, {
+    timeout: 120_000,
+  }, () => {
+    let node: InProcessNode;
+
+    before(async () => {
+      node = await startInProcessNode({ LOG_LEVEL: 'debug', KAFKA_CLIENT: client });
+      for (const [id, kind] of [
+        ['alice', 'customer'],
+        ['shop', 'merchant'],
+      ]) {
+        assert.equal((await post(node, '/v1/accounts', { id, currency: 'USD', kind })).status, 201);
+      }
+      const deposit = await post(node, '/v1/deposits', { account: 'alice', amount: 10_000, currency: 'USD' });
+      assert.equal(deposit.status, 201);
+    });
+
+    after(async () => {
+      await node?.stop();
+      if (node) await cleanup(node.config.topic_prefix, node.config.redis_key_prefix);
+    });
+
+    it('joins gateway, produce, lane batch, commit and reply in one tree with the partition and offsets', async () => {
+      const paid = await post(node, '/v1/payments', {
+        amount: 1500,
+        currency: 'USD',
+        source: 'alice',
+        destination: 'shop',
+      });
+      assert.equal(paid.status, 201, JSON.stringify(paid.body));
+      const payment_id = paid.body.id as string;
+      const server = await eventually(
+        () => exporter.getFinishedSpans().find((s) => s.attributes['payment.id'] === payment_id),
+        (span) => span !== undefined,
+      );
+      assert.ok(server, 'a span names the payment');
+      const names = expectedNames(node.names.commands);
+      const spans = await eventually(
+        () => traceOf(server.spanContext().traceId),
+        (found) => names.every((name) => found.some((s) => s.name === name)),
+      );
+      const tree = assertOneTree(spans, 'POST /v1/payments');
+      assert.deepEqual([...tree.keys()].sort(), [...names].sort(), 'exactly these spans');
+      const send = tree.get(`send ${node.names.commands}`)!;
+      const process = tree.get(`process ${node.names.commands}`)!;
+      const commit = tree.get('commit')!;
+      assert.equal(parentOf(tree, send.name), 'POST /v1/payments');
+      assert.equal(parentOf(tree, 'await reply'), 'POST /v1/payments');
+      assert.equal(parentOf(tree, process.name), send.name, 'joined through the Kafka header');
+      for (const name of ['lane batch', 'commit', 'deliver replies'])
+        assert.equal(parentOf(tree, name), process.name, name);
+
+      const root = tree.get('POST /v1/payments')!;
+      assert.equal(root.parent_id, null, 'no caller traceparent: the server span starts the trace');
+      assert.equal(root.attributes['payment.id'], payment_id);
+      assert.equal(root.attributes['http.response.status_code'], 201);
+      assert.equal(send.attributes['payment.id'], payment_id);
+      const partition = Number(send.attributes['messaging.destination.partition.id']);
+      const offset = send.attributes['messaging.kafka.offset'] as number;
+      assert.ok(Number.isInteger(partition) && partition >= 0 && partition < node.config.partitions);
+      assert.ok(Number.isInteger(offset) && offset >= 0);
+      assert.equal(process.attributes['messaging.destination.partition.id'], String(partition));
+      assert.equal(
+        process.attributes['messaging.kafka.offset'],
+        offset,
+        'the consumer saw the produced offset',
+      );
+      assert.equal(tree.get('await reply')!.attributes['reply.received'], true);
+
+      // The offset is the command's real record: its header carries the producer span's context.
+      const command = (await readAt(node.names.commands, partition, [offset])).get(offset);
+      assert.ok(command, `the command record at ${partition}/${offset}`);
+      assert.equal(command.headers.traceparent, `00-${send.trace_id}-${send.span_id}-01`);
+
+      // The commit names this command's events: they are the payment's, at those offsets of the changelog.
+      assert.equal(commit.attributes['events.topic'], node.names.events);
+      assert.equal(commit.attributes['events.partition'], partition);
+      const first = commit.attributes['events.offset_first'] as number;
+      const last = commit.attributes['events.offset_last'] as number;
+      assert.ok(Number.isInteger(first) && last >= first, `events ${first}..${last}`);
+      assert.ok((commit.attributes['events.end_offset'] as number) > last);
+      assert.ok((commit.attributes['commit.next_offset'] as number) > offset);
+      const wanted = Array.from({ length: last - first + 1 }, (_, i) => first + i);
+      const events = await readAt(node.names.events, partition, wanted);
+      assert.equal(events.size, wanted.length, 'every named event offset holds a record');
+      const decoded = [...events.values()].map((r) =>
+        decode<{ type: string; payment_id?: string }>(r.value!),
+      );
+      assert.ok(decoded.some((e) => e.type === 'payment_created' && e.payment_id === payment_id));
+      for (const event of decoded)
+        assert.equal(event.payment_id, payment_id, `${event.type} is this payment's`);
+
+      // The debug log correlates the trace id with the same offset, at the gateway and in the stream loop.
+      const lines = node.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+      const trace_id = root.trace_id;
+      const processed = lines.find((l) => l.msg === 'command processed' && l.trace_id === trace_id);
+      assert.ok(processed, 'the stream loop logs the command with its trace id');
+      assert.deepEqual(
+        [processed.partition, processed.offset, processed.events_offset_first, processed.events_offset_last],
+        [partition, String(offset), first, last],
+      );
+      const request = lines.find((l) => l.msg === 'request' && l.trace_id === trace_id);
+      assert.ok(request, 'the gateway logs the request with its trace id');
+      assert.deepEqual([request.partition, request.offset], [partition, String(offset)]);
+    });
+
+    it("keeps a caller's sampled trace, and records nothing for an unsampled one", async () => {
+      const caller_trace = hex(16);
+      const caller_span = '1112131415161718';
+      const sampled = await post(
+        node,
+        '/v1/deposits',
+        { account: 'alice', amount: 5, currency: 'USD' },
+        { traceparent: `00-${caller_trace}-${caller_span}-01` },
+      );
+      assert.equal(sampled.status, 201);
+      const spans = await eventually(
+        () => traceOf(caller_trace),
+        (found) =>
+          found.some((s) => s.name === 'commit') && found.some((s) => s.name === 'POST /v1/deposits'),
+      );
+      const tree = assertOneTree(spans, 'POST /v1/deposits');
+      assert.equal(tree.get('POST /v1/deposits')!.parent_id, caller_span, "child of the caller's span");
+
+      const unsampled_trace = hex(16);
+      const unsampled = await post(
+        node,
+        '/v1/deposits',
+        { account: 'alice', amount: 6, currency: 'USD' },
+        { traceparent: `00-${unsampled_trace}-${caller_span}-00` },
+      );
+      assert.equal(unsampled.status, 201);
+      // The sampled deposit after it is recorded: by then the unsampled one's spans would have been too.
+      const after_trace = hex(16);
+      await post(
+        node,
+        '/v1/deposits',
+        { account: 'alice', amount: 7, currency: 'USD' },
+        { traceparent: `00-${after_trace}-${caller_span}-01` },
+      );
+      await eventually(
+        () => traceOf(after_trace),
+        (found) => found.some((s) => s.name === 'commit'),
+      );
+      assert.deepEqual(traceOf(unsampled_trace), [], 'an unsampled caller: no span recorded');
+    });
+  });
+}
