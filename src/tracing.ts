@@ -67,6 +67,8 @@ export async function startTracing(opts: {
   env?: NodeJS.ProcessEnv;
   /** Tests: export here (e.g. InMemorySpanExporter) instead of OTLP, whatever the environment says. */
   exporter?: SpanExporter;
+  /** With `exporter`: through the batch span processor, as production does (default: the simple one). */
+  batch?: boolean;
 }): Promise<Tracing | null> {
   const env = opts.env ?? process.env;
   if (opts.exporter === undefined && !tracingWanted(env)) return null;
@@ -79,7 +81,7 @@ export async function startTracing(opts: {
   const exporter =
     opts.exporter ?? new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter();
   const processor =
-    opts.exporter === undefined
+    opts.exporter === undefined || opts.batch
       ? new sdk.BatchSpanProcessor(exporter)
       : new sdk.SimpleSpanProcessor(exporter);
   // OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES (the env detector) override these defaults.
@@ -121,9 +123,10 @@ export function parseTraceparent(header: string | null | undefined): SpanContext
   const match = traceparent_pattern.exec(value);
   if (match === null || match[1] === 'ff') return null;
   if (match[1] === '00' && value.length !== 55) return null;
-  const [, , traceId, spanId, flags] = match as unknown as [string, string, string, string, string];
+  const traceId = match[2]!;
+  const spanId = match[3]!;
   if (all_zeros.test(traceId) || all_zeros.test(spanId)) return null;
-  return { traceId, spanId, traceFlags: Number.parseInt(flags, 16), isRemote: true };
+  return { traceId, spanId, traceFlags: Number.parseInt(match[4]!, 16), isRemote: true };
 }
 
 export function formatTraceparent(span: SpanContext): string {

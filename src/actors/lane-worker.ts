@@ -83,16 +83,17 @@ function load(partition: number, parts: Uint8Array | null): Actors {
 function applyBatch(partition: number, partitions_total: number, input: Uint8Array): Uint8Array {
   const { state, dirty } = actorsOf(partition);
   const records = decode<Uint8Array[]>(input);
+  const event_starts = new Uint32Array(records.length); // little-endian on every platform Node runs on
   const output: BatchOutput = {
     events: [],
-    event_starts: [],
+    event_starts: new Uint8Array(event_starts.buffer),
     replies: [],
     follow_ups: [],
     rejected: [],
     dirty_total: 0,
   };
   for (let index = 0; index < records.length; index++) {
-    output.event_starts.push(output.events.length);
+    event_starts[index] = output.events.length;
     const envelope = decodeEnvelope(records[index]!);
     if (envelope === null) {
       output.rejected.push(index);

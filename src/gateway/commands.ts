@@ -4,7 +4,8 @@ import { type CommandEnvelope, encode } from '../protocol/wire.js';
 import { producerStateLost } from '../streams/kafka-errors.js';
 import type { KafkaPort, OutRecord, ProduceAck, Producer } from '../streams/kafka-port.js';
 
-interface Queued {
+/** A command waiting in the produce queue (exported for bench/tracing.bench.ts). */
+export interface Queued {
   message: OutRecord;
   /** The record's offset, once the broker acknowledged it (null if the ack named no base offset). */
   resolve: (offset: string | null) => void;
@@ -158,7 +159,7 @@ export class CommandSender {
  * of partition p in the batch is at base(p) + i. Offsets stay far below 2^53: plain numbers are exact.
  * Cost: one small Map per batch (≤ its partitions) and one lookup per command.
  */
-function resolveOffsets(batch: Queued[], acks: ProduceAck[]): void {
+export function resolveOffsets(batch: Queued[], acks: ProduceAck[]): void {
   const next_by_partition = new Map<number, number>();
   for (const ack of acks)
     if (ack.baseOffset !== undefined) next_by_partition.set(ack.partition, Number(ack.baseOffset));

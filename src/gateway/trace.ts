@@ -24,10 +24,14 @@ export interface TraceContext {
 export function traceFrom(header: string): TraceContext {
   const parent = parseTraceparent(header);
   const trace_id = parent ? parent.traceId : randomHex(16);
-  const flags = parent ? parent.traceFlags.toString(16).padStart(2, '0') : '01';
+  const flags = parent === null || parent.traceFlags === 1 ? '01' : hex2(parent.traceFlags);
   return {
     traceparent: `00-${trace_id}-${randomHex(8)}-${flags}`,
     trace_id,
     parent_id: parent ? parent.spanId : null,
   };
+}
+
+function hex2(byte: number): string {
+  return byte.toString(16).padStart(2, '0');
 }

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { type Attributes, type SpanContext, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Logger } from '../log.js';
-import type { BatchOutput } from '../protocol/wire.js';
+import { type BatchOutput, eventStart } from '../protocol/wire.js';
 import { activeTracer, contextWithParent, isSampled, parseTraceparent } from '../tracing.js';
 import { kafkaErrorType } from './kafka-errors.js';
 import { headerValue, type InRecord } from './kafka-port.js';
@@ -118,9 +118,8 @@ class TracedChunk implements ChunkTrace {
   #eventOffsets(index: number): [number, number] | null {
     const output = this.#output;
     if (output === null || this.#events_end === null) return null;
-    const starts = output.event_starts;
-    const from = starts[index] ?? output.events.length;
-    const to = starts[index + 1] ?? output.events.length;
+    const from = eventStart(output, index);
+    const to = eventStart(output, index + 1);
     if (to <= from) return null;
     const base = Number(this.#events_end) - output.events.length;
     return [base + from, base + to - 1];
