@@ -134,7 +134,7 @@ function chunkBaseline(): void {
 
 function chunkInstrumented(): void {
   const trace = traceChunk(7, chunk, { names, log });
-  trace.applied(output);
+  trace.applied(output, []);
   trace.committed(5_000_000n);
   trace.delivered(0);
   sink += chunk.length;
@@ -254,7 +254,7 @@ async function medianBursts(fn: () => void, calls: number, burst: number): Promi
 
 function chunkAllTraced(): void {
   const trace = traceChunk(7, chunk, { names, log });
-  trace.applied(output);
+  trace.applied(output, []);
   trace.committed(5_000_000n);
   trace.delivered(1); // a local reply: the fourth span
   sink += chunk.length;

@@ -113,7 +113,8 @@ function applyBatch(partition: number, partitions_total: number, input: Uint8Arr
         traceparent: envelope.traceparent,
       };
       const owner = partitionOf(follow_up, partitions_total);
-      output.follow_ups.push({ partition: owner, key: follow_up.command_id, value: encodeOwned(leg) });
+      const value = encodeOwned(leg);
+      output.follow_ups.push({ partition: owner, key: follow_up.command_id, value, source: index });
     }
     if (decision.reply && envelope.reply_to && envelope.request_id) {
       const { request_id } = envelope;

@@ -34,8 +34,11 @@ export interface BatchOutput {
   events: WireRecord[];
   /** Replies (ReplyRecord), keyed by request id, with the reply topic of the gateway that waits. */
   replies: (WireRecord & { reply_to: string })[];
-  /** Follow-up legs (CommandEnvelope), keyed by command id, with the partition that owns them (null: none). */
-  follow_ups: (WireRecord & { partition: number | null })[];
+  /**
+   * Follow-up legs (CommandEnvelope), keyed by command id, with the partition that owns them (null: none) and
+   * the index of the input record they come from (tracing gives a leg its source's trace).
+   */
+  follow_ups: (WireRecord & { partition: number | null; source?: number })[];
   /**
    * Per input record i, the number of events written before it, as little-endian uint32 (4 bytes each): record
    * i wrote events [start(i), start(i + 1)), the last one up to events.length (read with `eventStart`).

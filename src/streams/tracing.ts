@@ -1,10 +1,16 @@
 import { performance } from 'node:perf_hooks';
-import { type Attributes, type SpanContext, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { type Attributes, type Span, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Logger } from '../log.js';
 import { type BatchOutput, eventStart } from '../protocol/wire.js';
-import { activeTracer, contextWithParent, isSampled, parseTraceparent } from '../tracing.js';
+import {
+  activeTracer,
+  contextWithParent,
+  formatTraceparent,
+  isSampled,
+  parseTraceparent,
+} from '../tracing.js';
 import { kafkaErrorType } from './kafka-errors.js';
-import { headerValue, type InRecord } from './kafka-port.js';
+import { headerValue, type InRecord, type TopicRecords } from './kafka-port.js';
 import type { TopicNames } from './topics.js';
 
 /**
@@ -15,19 +21,23 @@ import type { TopicNames } from './topics.js';
  *   send <commands> (gateway) └─ process <commands> (consumer): partition, offset of the command
  *                                 ├─ lane batch: the main thread's call to the partition's lane
  *                                 ├─ commit: the Kafka transaction; offsets of this command's events
- *                                 └─ deliver replies: committed replies handed to this node's gateway
+ *                                 ├─ deliver replies: committed replies handed to this node's gateway
+ *                                 └─ process <commands> of each follow-up leg (a payee's credit) on its own
+ *                                    partition: the leg's Kafka header names this process span
  *
- * One chunk serves many traces and a span has one parent, so the chunk's times are recorded once and each
- * traced command gets its own spans with those times, made after the fact when the chunk ends (no span is
- * open across the lane call or the commit). With the debug log on, each command of the chunk is also logged
- * with its partition, offset, trace id and event offsets, tracing on or off: the trace id finds the offset
- * in the log, and the offset finds the record with `kafka-console-consumer --partition P --offset O`.
+ * One chunk serves many traces and a span has one parent, so each traced command gets its own spans; the
+ * chunk's lane and commit times are recorded once and given to each command's child spans when the chunk
+ * ends (no span is opened around the lane call or the commit). With the debug log on, each command of the
+ * chunk is also logged with its partition, offset, trace id and event offsets, tracing on or off (follow-up
+ * legs then carry their source's traceparent header, so a credit is logged with the payment's trace id):
+ * the trace id finds the offset in the log, the offset finds the record with
+ * `kafka-console-consumer --partition P --offset O`.
  *
  * Off (no tracer, log above debug) `traceChunk` returns a shared no-op at its first checks: no header is read.
  */
 export interface ChunkTrace {
-  /** The lane returned the chunk's output. */
-  applied(output: BatchOutput): void;
+  /** The lane returned the chunk's output; `records` are what the transaction will write (legs get headers). */
+  applied(output: BatchOutput, records: TopicRecords[]): void;
   /** The chunk's transaction committed; `events_end` is the partition's events offset after it. */
   committed(events_end: bigint): void;
   /** The transaction failed (the partition is rebuilt and the chunk applied again). */
@@ -55,19 +65,14 @@ export function traceChunk(partition: number, chunk: readonly InRecord[], o: Chu
   return new TracedChunk(tracer, debug, partition, chunk, o);
 }
 
-interface Traced {
-  index: number;
-  parent: SpanContext;
-}
-
 class TracedChunk implements ChunkTrace {
   readonly #tracer: Tracer | null;
   readonly #debug: boolean;
   readonly #partition: number;
   readonly #chunk: readonly InRecord[];
   readonly #o: ChunkTraceOptions;
-  /** The commands to make spans for: a sampled traceparent in their header. */
-  readonly #traced: Traced[] = [];
+  /** The commands with a sampled traceparent in their header, by input index: their open process span. */
+  readonly #traced = new Map<number, Span>();
   readonly #started_ms = performance.now();
   #applied_ms = 0;
   #committed_ms = 0;
@@ -87,15 +92,41 @@ class TracedChunk implements ChunkTrace {
     this.#chunk = chunk;
     this.#o = o;
     if (tracer === null) return;
+    const options = { kind: SpanKind.CONSUMER, startTime: this.#started_ms };
     for (let index = 0; index < chunk.length; index++) {
       const parent = parseTraceparent(headerValue(chunk[index]!, 'traceparent'));
-      if (parent !== null && isSampled(parent)) this.#traced.push({ index, parent });
+      if (parent === null || !isSampled(parent)) continue;
+      const span = tracer.startSpan(`process ${o.names.commands}`, options, contextWithParent(parent));
+      this.#traced.set(index, span);
     }
   }
 
-  applied(output: BatchOutput): void {
+  applied(output: BatchOutput, records: TopicRecords[]): void {
     this.#applied_ms = performance.now();
     this.#output = output;
+    this.#propagate(output, records);
+  }
+
+  /**
+   * Gives each follow-up leg the trace of the command it comes from: the process span's context when traced,
+   * else (debug log only) the command's own header. routeRecords writes the legs to the commands topic in the
+   * lane's order; any other shape is left alone (tracing never changes what is committed otherwise).
+   */
+  #propagate(output: BatchOutput, records: TopicRecords[]): void {
+    if (output.follow_ups.length === 0) return;
+    const legs = records.find((group) => group.topic === this.#o.names.commands)?.messages;
+    if (legs === undefined || legs.length !== output.follow_ups.length) return;
+    for (let j = 0; j < legs.length; j++) {
+      const source = output.follow_ups[j]!.source;
+      if (source === undefined) continue;
+      const span = this.#traced.get(source);
+      const traceparent = span
+        ? formatTraceparent(span.spanContext())
+        : this.#debug
+          ? headerValue(this.#chunk[source]!, 'traceparent')
+          : null;
+      if (traceparent !== null) legs[j]!.headers = { ...legs[j]!.headers, traceparent };
+    }
   }
 
   committed(events_end: bigint): void {
@@ -128,16 +159,10 @@ class TracedChunk implements ChunkTrace {
   #end(ended_ms: number, local_total: number, error: { code: SpanStatusCode; message: string } | null) {
     const tracer = this.#tracer;
     if (tracer === null) return;
-    const topic = this.#o.names.commands;
-    for (const { index, parent } of this.#traced) {
-      const attributes = this.#attributes(index);
-      const process = tracer.startSpan(
-        `process ${topic}`,
-        { kind: SpanKind.CONSUMER, startTime: this.#started_ms, attributes },
-        contextWithParent(parent),
-      );
+    const partition = { 'messaging.destination.partition.id': String(this.#partition) };
+    for (const [index, process] of this.#traced) {
+      process.setAttributes(this.#attributes(index));
       const inside = contextWithParent(process.spanContext());
-      const partition = { 'messaging.destination.partition.id': String(this.#partition) };
       if (this.#applied_ms > 0) {
         const size = { ...partition, 'messaging.batch.message_count': this.#chunk.length };
         const lane = tracer.startSpan(
@@ -148,11 +173,8 @@ class TracedChunk implements ChunkTrace {
         lane.end(this.#applied_ms);
       }
       if (this.#committed_ms > 0 || (error !== null && this.#applied_ms > 0)) {
-        const commit = tracer.startSpan(
-          'commit',
-          { startTime: this.#applied_ms, attributes: this.#commitAttributes(index) },
-          inside,
-        );
+        const attributes = this.#commitAttributes(index);
+        const commit = tracer.startSpan('commit', { startTime: this.#applied_ms, attributes }, inside);
         if (error !== null) commit.setStatus(error);
         commit.end(this.#committed_ms > 0 ? this.#committed_ms : ended_ms);
       }
@@ -166,6 +188,7 @@ class TracedChunk implements ChunkTrace {
       if (error !== null) process.setStatus(error);
       process.end(ended_ms);
     }
+    this.#traced.clear(); // ended once, whichever of failed/delivered comes
   }
 
   #attributes(index: number): Attributes {

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { call, cleanup, type NodeProcess, startNode, stopNode, uniqueName } from '../integration/helpers.js';
-import { assertOneTree, eventually, expectedNames, type SpanView } from './traces.js';
+import { assertOneTree, childOf, eventually, expectedNames, type SpanView } from './traces.js';
 
 /**
  * The env wiring, end to end: the compiled node (dist/node.js, as production runs it) started with only the
@@ -139,11 +139,10 @@ describe('OTLP/HTTP export from the compiled node, configured by OTEL_* only', {
       assert.match(request.content_type, /^application\/json/);
     }
     assert.deepEqual(new Set(spans.map((s) => s.service)), new Set([service]), 'resource service.name');
-    const tree = assertOneTree(spans, names[0]!);
-    const send = tree.get(`send ${commands}`)!;
-    const process = tree.get(`process ${commands}`)!;
-    assert.equal(process.parent_id, send.span_id);
+    const root = assertOneTree(spans, names[0]!);
+    const send = childOf(spans, root, `send ${commands}`);
+    const process = childOf(spans, send, `process ${commands}`);
     assert.equal(process.attributes['messaging.kafka.offset'], send.attributes['messaging.kafka.offset']);
-    assert.equal(typeof tree.get('commit')!.attributes['events.offset_first'], 'number');
+    assert.equal(typeof childOf(spans, process, 'commit').attributes['events.offset_first'], 'number');
   });
 });

@@ -7,13 +7,13 @@ import { decode } from '../../src/protocol/wire.js';
 import { startTracing, type Tracing } from '../../src/tracing.js';
 import { cleanup, json_auth } from '../integration/helpers.js';
 import { type InProcessNode, startInProcessNode } from './in-process-node.js';
-import { assertOneTree, eventually, expectedNames, parentOf, readAt, type SpanView } from './traces.js';
+import { assertOneTree, childOf, eventually, expectedNames, readAt, type SpanView } from './traces.js';
 
 /**
  * Tracing on, with an in-memory exporter, in a whole node started in this process against the real broker
- * and Redis: one payment must give ONE connected trace from the gateway's server span through the produce,
- * the lane batch, the commit and the reply, whose partition and offsets are those of the real records in
- * Kafka (read back here) and which the debug log names with the same offsets.
+ * and Redis, on each Kafka client: one payment must give ONE connected trace from the gateway's server span
+ * through the produce, the lane batch, the commit, the reply and the payee's credit leg, whose partitions
+ * and offsets are those of the real records in Kafka (read back here) and which the debug log names too.
  */
 const exporter = new InMemorySpanExporter();
 
@@ -44,6 +44,30 @@ async function post(node: InProcessNode, path: string, body: unknown, headers: R
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
+/** The events a commit span names (events.offset_first..last), read back from the events topic. */
+async function eventsNamed(node: InProcessNode, commit: SpanView, partition: number) {
+  assert.equal(commit.attributes['events.topic'], node.names.events);
+  assert.equal(commit.attributes['events.partition'], partition);
+  const first = commit.attributes['events.offset_first'] as number;
+  const last = commit.attributes['events.offset_last'] as number;
+  assert.ok(Number.isInteger(first) && last >= first, `events ${first}..${last}`);
+  assert.ok((commit.attributes['events.end_offset'] as number) > last);
+  const wanted = Array.from({ length: last - first + 1 }, (_, i) => first + i);
+  const events = await readAt(node.names.events, partition, wanted);
+  assert.equal(events.size, wanted.length, 'every named event offset holds a record');
+  return [...events.values()].map((r) => decode<{ type: string; payment_id?: string }>(r.value!));
+}
+
+/** The command record a process span names: its header must carry `traceparent`. */
+async function assertRecordOf(node: InProcessNode, span: SpanView, traceparent: string): Promise<void> {
+  const partition = Number(span.attributes['messaging.destination.partition.id']);
+  const offset = span.attributes['messaging.kafka.offset'] as number;
+  assert.ok(Number.isInteger(partition) && partition >= 0 && partition < node.config.partitions);
+  const record = (await readAt(node.names.commands, partition, [offset])).get(offset);
+  assert.ok(record, `a command record at ${partition}/${offset}`);
+  assert.equal(record.headers.traceparent, traceparent);
+}
+
 let tracing: Tracing | null = null;
 before(async () => {
   tracing = await startTracing({ node_id: 'trc', log: createLogger('silent', 'trc'), exporter });
@@ -53,9 +77,7 @@ after(() => tracing?.shutdown(1000));
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 
 for (const client of ['kafkajs', 'platformatic'] as const) {
-  describe(`tracing on: one payment, one trace (in-memory exporter, in-process node, ${client})`, {
-    timeout: 120_000,
-  }, () => {
+  describe(`tracing on, in-memory exporter, in-process node (${client})`, { timeout: 120_000 }, () => {
     let node: InProcessNode;
 
     before(async () => {
@@ -75,7 +97,7 @@ for (const client of ['kafkajs', 'platformatic'] as const) {
       if (node) await cleanup(node.config.topic_prefix, node.config.redis_key_prefix);
     });
 
-    it('joins gateway, produce, lane batch, commit and reply in one tree with the partition and offsets', async () => {
+    it('one payment, one tree: gateway, produce, lane batch, commit, reply and credit leg', async () => {
       const paid = await post(node, '/v1/payments', {
         amount: 1500,
         currency: 'USD',
@@ -89,79 +111,72 @@ for (const client of ['kafkajs', 'platformatic'] as const) {
         (span) => span !== undefined,
       );
       assert.ok(server, 'a span names the payment');
-      const names = expectedNames(node.names.commands);
+      const commands = node.names.commands;
+      const names = expectedNames(commands);
+      // the payer's process, lane batch, commit and deliver replies; the payee's process, lane batch, commit
       const spans = await eventually(
         () => traceOf(server.spanContext().traceId),
-        (found) => names.every((name) => found.some((s) => s.name === name)),
+        (found) => found.filter((s) => s.name === 'commit').length === 2 && found.length >= 10,
       );
-      const tree = assertOneTree(spans, 'POST /v1/payments');
-      assert.deepEqual([...tree.keys()].sort(), [...names].sort(), 'exactly these spans');
-      const send = tree.get(`send ${node.names.commands}`)!;
-      const process = tree.get(`process ${node.names.commands}`)!;
-      const commit = tree.get('commit')!;
-      assert.equal(parentOf(tree, send.name), 'POST /v1/payments');
-      assert.equal(parentOf(tree, 'await reply'), 'POST /v1/payments');
-      assert.equal(parentOf(tree, process.name), send.name, 'joined through the Kafka header');
-      for (const name of ['lane batch', 'commit', 'deliver replies'])
-        assert.equal(parentOf(tree, name), process.name, name);
-
-      const root = tree.get('POST /v1/payments')!;
+      const root = assertOneTree(spans, 'POST /v1/payments');
+      for (const span of spans) assert.ok(names.includes(span.name), `unexpected span ${span.name}`);
       assert.equal(root.parent_id, null, 'no caller traceparent: the server span starts the trace');
       assert.equal(root.attributes['payment.id'], payment_id);
       assert.equal(root.attributes['http.response.status_code'], 201);
+      assert.equal(childOf(spans, root, 'await reply').attributes['reply.received'], true);
+
+      const send = childOf(spans, root, `send ${commands}`);
       assert.equal(send.attributes['payment.id'], payment_id);
       const partition = Number(send.attributes['messaging.destination.partition.id']);
       const offset = send.attributes['messaging.kafka.offset'] as number;
-      assert.ok(Number.isInteger(partition) && partition >= 0 && partition < node.config.partitions);
-      assert.ok(Number.isInteger(offset) && offset >= 0);
+      const process = childOf(spans, send, `process ${commands}`);
       assert.equal(process.attributes['messaging.destination.partition.id'], String(partition));
       assert.equal(
         process.attributes['messaging.kafka.offset'],
         offset,
         'the consumer saw the produced offset',
       );
-      assert.equal(tree.get('await reply')!.attributes['reply.received'], true);
-
       // The offset is the command's real record: its header carries the producer span's context.
-      const command = (await readAt(node.names.commands, partition, [offset])).get(offset);
-      assert.ok(command, `the command record at ${partition}/${offset}`);
-      assert.equal(command.headers.traceparent, `00-${send.trace_id}-${send.span_id}-01`);
-
-      // The commit names this command's events: they are the payment's, at those offsets of the changelog.
-      assert.equal(commit.attributes['events.topic'], node.names.events);
-      assert.equal(commit.attributes['events.partition'], partition);
-      const first = commit.attributes['events.offset_first'] as number;
-      const last = commit.attributes['events.offset_last'] as number;
-      assert.ok(Number.isInteger(first) && last >= first, `events ${first}..${last}`);
-      assert.ok((commit.attributes['events.end_offset'] as number) > last);
+      await assertRecordOf(node, process, `00-${send.trace_id}-${send.span_id}-01`);
+      childOf(spans, process, 'lane batch');
+      childOf(spans, process, 'deliver replies');
+      // The commit names this command's events: the payment's, at those offsets of the changelog.
+      const commit = childOf(spans, process, 'commit');
+      const payer_events = await eventsNamed(node, commit, partition);
+      assert.ok(payer_events.some((e) => e.type === 'payment_created' && e.payment_id === payment_id));
+      for (const e of payer_events) assert.equal(e.payment_id, payment_id, `${e.type} is this payment's`);
       assert.ok((commit.attributes['commit.next_offset'] as number) > offset);
-      const wanted = Array.from({ length: last - first + 1 }, (_, i) => first + i);
-      const events = await readAt(node.names.events, partition, wanted);
-      assert.equal(events.size, wanted.length, 'every named event offset holds a record');
-      const decoded = [...events.values()].map((r) =>
-        decode<{ type: string; payment_id?: string }>(r.value!),
-      );
-      assert.ok(decoded.some((e) => e.type === 'payment_created' && e.payment_id === payment_id));
-      for (const event of decoded)
-        assert.equal(event.payment_id, payment_id, `${event.type} is this payment's`);
 
-      // The debug log correlates the trace id with the same offset, at the gateway and in the stream loop.
+      // The payee's credit leg: under the payer's process span, through the leg's own Kafka header.
+      const credit = childOf(spans, process, `process ${commands}`);
+      await assertRecordOf(node, credit, `00-${process.trace_id}-${process.span_id}-01`);
+      childOf(spans, credit, 'lane batch');
+      const credit_partition = Number(credit.attributes['messaging.destination.partition.id']);
+      const credited = await eventsNamed(node, childOf(spans, credit, 'commit'), credit_partition);
+      assert.ok(credited.some((e) => e.type === 'transfer_credited' && e.payment_id === payment_id));
+
+      // The debug log correlates the trace id with the same offsets, in the stream loop and at the gateway.
       const lines = node.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
-      const trace_id = root.trace_id;
-      const processed = lines.find((l) => l.msg === 'command processed' && l.trace_id === trace_id);
-      assert.ok(processed, 'the stream loop logs the command with its trace id');
+      const processed = lines.filter((l) => l.msg === 'command processed' && l.trace_id === root.trace_id);
+      const credit_offset = String(credit.attributes['messaging.kafka.offset']);
       assert.deepEqual(
-        [processed.partition, processed.offset, processed.events_offset_first, processed.events_offset_last],
-        [partition, String(offset), first, last],
+        processed.map((l) => `${l.partition}/${l.offset}`).sort(),
+        [`${partition}/${offset}`, `${credit_partition}/${credit_offset}`].sort(),
+        'the command and its credit leg are logged with the trace id',
       );
-      const request = lines.find((l) => l.msg === 'request' && l.trace_id === trace_id);
+      const payer_line = processed.find((l) => l.offset === String(offset))!;
+      assert.deepEqual(
+        [payer_line.events_offset_first, payer_line.events_offset_last],
+        [commit.attributes['events.offset_first'], commit.attributes['events.offset_last']],
+      );
+      const request = lines.find((l) => l.msg === 'request' && l.trace_id === root.trace_id);
       assert.ok(request, 'the gateway logs the request with its trace id');
       assert.deepEqual([request.partition, request.offset], [partition, String(offset)]);
     });
 
     it("keeps a caller's sampled trace, and records nothing for an unsampled one", async () => {
       const caller_trace = hex(16);
-      const caller_span = '1112131415161718';
+      const caller_span = hex(8);
       const sampled = await post(
         node,
         '/v1/deposits',
@@ -174,8 +189,8 @@ for (const client of ['kafkajs', 'platformatic'] as const) {
         (found) =>
           found.some((s) => s.name === 'commit') && found.some((s) => s.name === 'POST /v1/deposits'),
       );
-      const tree = assertOneTree(spans, 'POST /v1/deposits');
-      assert.equal(tree.get('POST /v1/deposits')!.parent_id, caller_span, "child of the caller's span");
+      const root = assertOneTree(spans, 'POST /v1/deposits');
+      assert.equal(root.parent_id, caller_span, "child of the caller's span");
 
       const unsampled_trace = hex(16);
       const unsampled = await post(
@@ -185,7 +200,7 @@ for (const client of ['kafkajs', 'platformatic'] as const) {
         { traceparent: `00-${unsampled_trace}-${caller_span}-00` },
       );
       assert.equal(unsampled.status, 201);
-      // The sampled deposit after it is recorded: by then the unsampled one's spans would have been too.
+      // A sampled deposit after it is recorded: by then the unsampled one's spans would have been too.
       const after_trace = hex(16);
       await post(
         node,

@@ -13,7 +13,7 @@ export interface SpanView {
   attributes: Record<string, string | number | boolean>;
 }
 
-/** The gateway's and the stream loop's span names for one payment (src/*\/tracing.ts). */
+/** Span names of a payment's trace (src/gateway/tracing.ts, src/streams/tracing.ts). */
 export function expectedNames(commands_topic: string): string[] {
   return [
     'POST /v1/payments',
@@ -28,31 +28,28 @@ export function expectedNames(commands_topic: string): string[] {
 
 /**
  * One connected trace: every span shares the trace id, exactly one span (the gateway's server span) has no
- * parent among them, and every other span's parent is one of them; returns the spans by name.
+ * parent among them, and every other span's parent is one of them. Returns the root.
  */
-export function assertOneTree(spans: SpanView[], root_name: string): Map<string, SpanView> {
+export function assertOneTree(spans: SpanView[], root_name: string): SpanView {
   assert.ok(spans.length > 0, 'spans were recorded');
   const trace_ids = new Set(spans.map((s) => s.trace_id));
   assert.equal(trace_ids.size, 1, `one trace id, got ${[...trace_ids]}`);
   const ids = new Set(spans.map((s) => s.span_id));
+  assert.equal(ids.size, spans.length, 'span ids are unique');
   const roots = spans.filter((s) => s.parent_id === null || !ids.has(s.parent_id));
   assert.deepEqual(
     roots.map((s) => s.name),
     [root_name],
     'the server span is the only root',
   );
-  const by_name = new Map<string, SpanView>();
-  for (const span of spans) {
-    assert.ok(!by_name.has(span.name), `one ${span.name} span`);
-    by_name.set(span.name, span);
-  }
-  return by_name;
+  return roots[0]!;
 }
 
-export function parentOf(spans: Map<string, SpanView>, name: string): string | undefined {
-  const span = spans.get(name);
-  const parent = [...spans.values()].find((s) => s.span_id === span?.parent_id);
-  return parent?.name;
+/** The one child of `parent` named `name`. */
+export function childOf(spans: SpanView[], parent: SpanView, name: string): SpanView {
+  const found = spans.filter((s) => s.parent_id === parent.span_id && s.name === name);
+  assert.equal(found.length, 1, `one ${name} under ${parent.name}, got ${found.length}`);
+  return found[0]!;
 }
 
 export interface ReadRecord {
