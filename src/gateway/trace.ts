@@ -29,6 +29,7 @@ export function traceFrom(header: string): TraceContext {
     traceparent: `00-${trace_id}-${randomHex(8)}-${flags}`,
     trace_id,
     parent_id: parent ? parent.spanId : null,
+    command: undefined, // set by the ledger; declared here so the object keeps one shape
   };
 }
 
