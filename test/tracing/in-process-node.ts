@@ -107,6 +107,16 @@ export async function startInProcessNode(env: Record<string, string> = {}): Prom
     checkpoint_dirty_max: config.checkpoint_dirty_max,
     session_timeout_ms: config.session_timeout_ms,
     restore_timeout_ms: config.startup_timeout_ms,
+    // as src/node.ts: one transaction per node commit on a KIP-447 client (platformatic), else per partition
+    transactions:
+      config.transaction_scope_effective === 'node'
+        ? {
+            per: 'node',
+            node_id: config.node_id,
+            commit_interval_ms: config.commit_interval_ms,
+            records_max: config.commit_records_max,
+          }
+        : { per: 'partition' },
     log,
     metrics,
     local_replies: { topic: reply_topic, deliver: (replies) => waiter.deliverCommitted(replies) },
