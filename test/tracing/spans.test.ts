@@ -5,6 +5,7 @@ import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trac
 import { createLogger } from '../../src/log.js';
 import { decode } from '../../src/protocol/wire.js';
 import { startTracing, type Tracing } from '../../src/tracing.js';
+import { WsClient } from '../gateway/harness.js';
 import { cleanup, json_auth } from '../integration/helpers.js';
 import { type InProcessNode, startInProcessNode } from './in-process-node.js';
 import { assertOneTree, childOf, eventually, expectedNames, readAt, type SpanView } from './traces.js';
@@ -172,6 +173,31 @@ for (const client of ['kafkajs', 'platformatic'] as const) {
       const request = lines.find((l) => l.msg === 'request' && l.trace_id === root.trace_id);
       assert.ok(request, 'the gateway logs the request with its trace id');
       assert.deepEqual([request.partition, request.offset], [partition, String(offset)]);
+    });
+
+    it('traces a WebSocket request the same way, from its frame traceparent', async () => {
+      const ws = await WsClient.open(node.base.replace('http', 'ws') + '/v1/ws', json_auth, (data) =>
+        JSON.parse(data.toString()),
+      );
+      try {
+        const caller_trace = hex(16);
+        const answer = await ws.request({
+          op: 'deposits.create',
+          traceparent: `00-${caller_trace}-${hex(8)}-01`,
+          body: { account: 'alice', amount: 3, currency: 'USD' },
+        });
+        assert.equal(answer.status, 201, JSON.stringify(answer));
+        const spans = await eventually(
+          () => traceOf(caller_trace),
+          (found) =>
+            found.some((s) => s.name === 'commit') && found.some((s) => s.name === 'WS deposits.create'),
+        );
+        const root = assertOneTree(spans, 'WS deposits.create');
+        const send = childOf(spans, root, `send ${node.names.commands}`);
+        childOf(spans, childOf(spans, send, `process ${node.names.commands}`), 'commit');
+      } finally {
+        ws.socket.close();
+      }
     });
 
     it("keeps a caller's sampled trace, and records nothing for an unsampled one", async () => {
