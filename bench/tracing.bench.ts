@@ -86,8 +86,8 @@ function requestInstrumented(): void {
   ctx.trace = trace;
   const spans = commandTrace(trace, command, names.commands, 3);
   const traceparent = spans?.traceparent ?? trace.traceparent;
-  trace.command = { partition: 3, offset: '1234' };
-  spans?.acked('1234');
+  trace.command = { partition: 3, offset: 1234 };
+  spans?.acked(1234);
   spans?.replied(null);
   endRequest(trace, 201);
   sink += traceparent.length;
@@ -96,7 +96,7 @@ function requestInstrumented(): void {
 const BATCH_COMMANDS = 128;
 const batch: Queued[] = Array.from({ length: BATCH_COMMANDS }, (_, i) => ({
   message: { partition: i % 8, key: `k${i}`, value: Buffer.alloc(0) },
-  resolve: (offset: string | null) => {
+  resolve: (offset: number | null) => {
     sink += offset === null ? 0 : 1;
   },
   reject: () => {},

@@ -8,7 +8,7 @@ import type { KafkaPort, OutRecord, ProduceAck, Producer } from '../streams/kafk
 export interface Queued {
   message: OutRecord;
   /** The record's offset, once the broker acknowledged it (null if the ack named no base offset). */
-  resolve: (offset: string | null) => void;
+  resolve: (offset: number | null) => void;
   reject: (err: Error) => void;
 }
 
@@ -83,7 +83,7 @@ export class CommandSender {
    * Resolves once the broker acknowledged the command (acks=all), with the record's offset; rejects on
    * failure or a full queue.
    */
-  send(envelope: CommandEnvelope, partition: number, key: string): Promise<string | null> {
+  send(envelope: CommandEnvelope, partition: number, key: string): Promise<number | null> {
     if (this.#queue.length >= this.#queue_max)
       return Promise.reject(new ProduceQueueFull('produce queue full'));
     const headers = envelope.traceparent ? { traceparent: envelope.traceparent } : undefined;
@@ -171,6 +171,6 @@ export function resolveOffsets(batch: Queued[], acks: ProduceAck[]): void {
       continue;
     }
     next_by_partition.set(partition, offset + 1);
-    queued.resolve(String(offset));
+    queued.resolve(offset);
   }
 }

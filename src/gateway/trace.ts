@@ -18,7 +18,7 @@ export interface TraceContext {
   /** The request's server span while OpenTelemetry is on. */
   span?: Span;
   /** Where the request's command landed, once the broker acknowledged it (logged with the request). */
-  command?: { partition: number; offset: string | null };
+  command?: { partition: number; offset: number | null };
 }
 
 export function traceFrom(header: string): TraceContext {

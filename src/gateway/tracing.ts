@@ -47,7 +47,7 @@ export function endRequest(trace: TraceContext | undefined, status: number): voi
 export interface CommandTrace {
   /** The producer span's traceparent: what the command envelope and its Kafka header carry. */
   readonly traceparent: string;
-  acked(offset: string | null): void;
+  acked(offset: number | null): void;
   failed(err: unknown): void;
   replied(reply: Reply | null): void;
 }
@@ -79,7 +79,7 @@ export function commandTrace(
   return {
     traceparent: formatTraceparent(produce.spanContext()),
     acked: (offset) => {
-      if (offset !== null) produce.setAttribute('messaging.kafka.offset', Number(offset));
+      if (offset !== null) produce.setAttribute('messaging.kafka.offset', offset);
       produce.end();
       wait = tracer.startSpan('await reply', { kind: SpanKind.INTERNAL }, parent);
     },

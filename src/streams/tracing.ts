@@ -230,7 +230,7 @@ class TracedChunk implements ChunkTrace {
       this.#o.log.debug(
         {
           partition: this.#partition,
-          offset: record.offset,
+          offset: Number(record.offset),
           trace_id: parent?.traceId,
           events_offset_first: events?.[0],
           events_offset_last: events?.[1],
