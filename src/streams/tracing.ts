@@ -1,14 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { type Attributes, type Span, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { type Attributes, type SpanContext, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { Logger } from '../log.js';
 import { type BatchOutput, eventStart } from '../protocol/wire.js';
-import {
-  activeTracer,
-  contextWithParent,
-  formatTraceparent,
-  isSampled,
-  parseTraceparent,
-} from '../tracing.js';
+import { activeTracer, contextWithParent, isSampled, parseTraceparent } from '../tracing.js';
 import { kafkaErrorType } from './kafka-errors.js';
 import { headerValue, type InRecord, type TopicRecords } from './kafka-port.js';
 import type { TopicNames } from './topics.js';
@@ -21,15 +15,16 @@ import type { TopicNames } from './topics.js';
  *   send <commands> (gateway) └─ process <commands> (consumer): partition, offset of the command
  *                                 ├─ lane batch: the main thread's call to the partition's lane
  *                                 ├─ commit: the Kafka transaction; offsets of this command's events
- *                                 ├─ deliver replies: committed replies handed to this node's gateway
- *                                 └─ process <commands> of each follow-up leg (a payee's credit) on its own
- *                                    partition: the leg's Kafka header names this process span
+ *                                 └─ deliver replies: committed replies handed to this node's gateway
+ *                           └─ process <commands> of each follow-up leg (a payee's credit) on its partition:
+ *                              the leg's Kafka header carries its source command's traceparent
  *
- * One chunk serves many traces and a span has one parent, so each traced command gets its own spans; the
- * chunk's lane and commit times are recorded once and given to each command's child spans when the chunk
- * ends (no span is opened around the lane call or the commit). With the debug log on, each command of the
- * chunk is also logged with its partition, offset, trace id and event offsets, tracing on or off (follow-up
- * legs then carry their source's traceparent header, so a credit is logged with the payment's trace id):
+ * One chunk serves many traces and a span has one parent, so each traced command gets its own spans, made
+ * with the chunk's recorded times when the chunk ends: no span is open across the lane call or the commit,
+ * and a chunk that is dropped before it settles (a failed earlier link of a pipelined task: it is applied
+ * again after the rebuild) leaves nothing behind. With the debug log on, each command of the chunk is also
+ * logged with its partition, offset, trace id and event offsets, tracing on or off (follow-up legs then
+ * carry their source's traceparent header too, so a credit is logged with the payment's trace id):
  * the trace id finds the offset in the log, the offset finds the record with
  * `kafka-console-consumer --partition P --offset O`.
  *
@@ -71,8 +66,8 @@ class TracedChunk implements ChunkTrace {
   readonly #partition: number;
   readonly #chunk: readonly InRecord[];
   readonly #o: ChunkTraceOptions;
-  /** The commands with a sampled traceparent in their header, by input index: their open process span. */
-  readonly #traced = new Map<number, Span>();
+  /** The commands to make spans for: a sampled traceparent in their header. */
+  readonly #traced: { index: number; parent: SpanContext }[] = [];
   readonly #started_ms = performance.now();
   #applied_ms = 0;
   #committed_ms = 0;
@@ -92,12 +87,9 @@ class TracedChunk implements ChunkTrace {
     this.#chunk = chunk;
     this.#o = o;
     if (tracer === null) return;
-    const options = { kind: SpanKind.CONSUMER, startTime: this.#started_ms };
     for (let index = 0; index < chunk.length; index++) {
       const parent = parseTraceparent(headerValue(chunk[index]!, 'traceparent'));
-      if (parent === null || !isSampled(parent)) continue;
-      const span = tracer.startSpan(`process ${o.names.commands}`, options, contextWithParent(parent));
-      this.#traced.set(index, span);
+      if (parent !== null && isSampled(parent)) this.#traced.push({ index, parent });
     }
   }
 
@@ -108,9 +100,9 @@ class TracedChunk implements ChunkTrace {
   }
 
   /**
-   * Gives each follow-up leg the trace of the command it comes from: the process span's context when traced,
-   * else (debug log only) the command's own header. routeRecords writes the legs to the commands topic in the
-   * lane's order; any other shape is left alone (tracing never changes what is committed otherwise).
+   * Gives each follow-up leg the traceparent header of the command it comes from (the lane already copies it
+   * into the leg's envelope). routeRecords writes the legs to the commands topic in the lane's order; any
+   * other shape is left alone (tracing never changes what is committed otherwise).
    */
   #propagate(output: BatchOutput, records: TopicRecords[]): void {
     if (output.follow_ups.length === 0) return;
@@ -119,12 +111,7 @@ class TracedChunk implements ChunkTrace {
     for (let j = 0; j < legs.length; j++) {
       const source = output.follow_ups[j]!.source;
       if (source === undefined) continue;
-      const span = this.#traced.get(source);
-      const traceparent = span
-        ? formatTraceparent(span.spanContext())
-        : this.#debug
-          ? headerValue(this.#chunk[source]!, 'traceparent')
-          : null;
+      const traceparent = headerValue(this.#chunk[source]!, 'traceparent');
       if (traceparent !== null) legs[j]!.headers = { ...legs[j]!.headers, traceparent };
     }
   }
@@ -160,8 +147,13 @@ class TracedChunk implements ChunkTrace {
     const tracer = this.#tracer;
     if (tracer === null) return;
     const partition = { 'messaging.destination.partition.id': String(this.#partition) };
-    for (const [index, process] of this.#traced) {
-      process.setAttributes(this.#attributes(index));
+    const topic = this.#o.names.commands;
+    for (const { index, parent } of this.#traced) {
+      const process = tracer.startSpan(
+        `process ${topic}`,
+        { kind: SpanKind.CONSUMER, startTime: this.#started_ms, attributes: this.#attributes(index) },
+        contextWithParent(parent),
+      );
       const inside = contextWithParent(process.spanContext());
       if (this.#applied_ms > 0) {
         const size = { ...partition, 'messaging.batch.message_count': this.#chunk.length };
@@ -188,7 +180,7 @@ class TracedChunk implements ChunkTrace {
       if (error !== null) process.setStatus(error);
       process.end(ended_ms);
     }
-    this.#traced.clear(); // ended once, whichever of failed/delivered comes
+    this.#traced.length = 0; // ended once, whichever of failed/delivered comes
   }
 
   #attributes(index: number): Attributes {

@@ -129,7 +129,10 @@ describe('OTLP/HTTP export from the compiled node, configured by OTEL_* only', {
         const root = all.find((s) => s.attributes['payment.id'] === paid.body.id && s.name === names[0]);
         return root ? all.filter((s) => s.trace_id === root.trace_id) : [];
       },
-      (found) => names.every((name) => found.some((s) => s.name === name)),
+      // every span of the payment, and both commits (the payer's and its credit leg's)
+      (found) =>
+        names.every((name) => found.some((s) => s.name === name)) &&
+        found.filter((s) => s.name === 'commit').length === 2,
       15_000,
     );
     assert.ok(received.length > 0, 'the collector received export requests');
@@ -141,8 +144,12 @@ describe('OTLP/HTTP export from the compiled node, configured by OTEL_* only', {
     assert.deepEqual(new Set(spans.map((s) => s.service)), new Set([service]), 'resource service.name');
     const root = assertOneTree(spans, names[0]!);
     const send = childOf(spans, root, `send ${commands}`);
-    const process = childOf(spans, send, `process ${commands}`);
-    assert.equal(process.attributes['messaging.kafka.offset'], send.attributes['messaging.kafka.offset']);
+    // Under the produce: the payment's processing (at the produced offset) and its credit leg's.
+    const offset = send.attributes['messaging.kafka.offset'];
+    const processes = spans.filter((s) => s.parent_id === send.span_id && s.name === `process ${commands}`);
+    assert.equal(processes.length, 2, 'the payment and its credit leg');
+    const process = processes.find((s) => s.attributes['messaging.kafka.offset'] === offset);
+    assert.ok(process, `a process span at the produced offset ${offset}`);
     assert.equal(typeof childOf(spans, process, 'commit').attributes['events.offset_first'], 'number');
   });
 });
