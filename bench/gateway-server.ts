@@ -25,6 +25,7 @@ import { CommandSender } from '../src/gateway/commands.js';
 import { createGateway } from '../src/gateway/index.js';
 import { errorReply, KafkaLedger, type Ledger } from '../src/gateway/ledger.js';
 import type { ReplyWaiter } from '../src/gateway/replies.js';
+import type { TraceContext } from '../src/gateway/trace.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import { partitionOf } from '../src/protocol/route.js';
@@ -91,11 +92,11 @@ export class ShortCircuitLedger implements Ledger {
     });
   }
 
-  async call(command: Command, traceparent: string): Promise<Reply | null> {
+  async call(command: Command, trace: TraceContext): Promise<Reply | null> {
     this.#current = command;
     let pending: Promise<Reply | null>;
     try {
-      pending = this.#inner.call(command, traceparent);
+      pending = this.#inner.call(command, trace);
     } finally {
       this.#current = null;
     }
@@ -130,7 +131,7 @@ export class HandoffLedger implements Ledger {
     this.#log = opts.log;
   }
 
-  async call(command: Command, traceparent: string): Promise<Reply | null> {
+  async call(command: Command, trace: TraceContext): Promise<Reply | null> {
     if (this.#unacked >= this.#queue_max) {
       this.ledger_errors++;
       return errorReply('overloaded', 'too many commands queued');
@@ -141,7 +142,7 @@ export class HandoffLedger implements Ledger {
       command,
       reply_to: 'bench.gateway.replies.unused',
       request_id: randomUUID(),
-      traceparent,
+      traceparent: trace.traceparent,
     };
     this.#unacked++;
     this.#sender.send(envelope, partition, command.command_id).then(

@@ -13,12 +13,14 @@ import { type KafkaPort, parseBrokers } from './streams/kafka-port.js';
 import { createKafkajsPort } from './streams/kafkajs/index.js';
 import { StreamProcessor } from './streams/processor.js';
 import { ensureTopics, replyTopic, topicNames } from './streams/topics.js';
+import { startTracing } from './tracing.js';
 
 /** Composition root: config → Redis → Kafka topics → lanes → stream processor → replies → gateway. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger(config.log_level, config.node_id);
   const metrics = createMetrics();
+  const tracing = await startTracing({ node_id: config.node_id, log }); // null unless OTEL_* ask for it
   const keys = ApiKeys.parse(config.api_keys);
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
   const redis = await connectRedis(config, log);
@@ -150,6 +152,7 @@ async function main(): Promise<void> {
     });
     step = 'clients';
     await Promise.allSettled([waiter.stop(), sender.stop(), lanes.close(), disposeGateway()]);
+    await tracing?.shutdown(2000); // flushes the spans of the last chunks
     redis.disconnect();
     clearTimeout(deadline);
     log.info('stopped');

@@ -83,8 +83,17 @@ function load(partition: number, parts: Uint8Array | null): Actors {
 function applyBatch(partition: number, partitions_total: number, input: Uint8Array): Uint8Array {
   const { state, dirty } = actorsOf(partition);
   const records = decode<Uint8Array[]>(input);
-  const output: BatchOutput = { events: [], replies: [], follow_ups: [], rejected: [], dirty_total: 0 };
+  const event_starts = new Uint32Array(records.length); // little-endian on every platform Node runs on
+  const output: BatchOutput = {
+    events: [],
+    event_starts: new Uint8Array(event_starts.buffer),
+    replies: [],
+    follow_ups: [],
+    rejected: [],
+    dirty_total: 0,
+  };
   for (let index = 0; index < records.length; index++) {
+    event_starts[index] = output.events.length;
     const envelope = decodeEnvelope(records[index]!);
     if (envelope === null) {
       output.rejected.push(index);
@@ -104,7 +113,8 @@ function applyBatch(partition: number, partitions_total: number, input: Uint8Arr
         traceparent: envelope.traceparent,
       };
       const owner = partitionOf(follow_up, partitions_total);
-      output.follow_ups.push({ partition: owner, key: follow_up.command_id, value: encodeOwned(leg) });
+      const value = encodeOwned(leg);
+      output.follow_ups.push({ partition: owner, key: follow_up.command_id, value, source: index });
     }
     if (decision.reply && envelope.reply_to && envelope.request_id) {
       const { request_id } = envelope;

@@ -2,11 +2,13 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { type CommandEnvelope, encode } from '../protocol/wire.js';
 import { producerStateLost } from '../streams/kafka-errors.js';
-import type { KafkaPort, OutRecord, Producer } from '../streams/kafka-port.js';
+import type { KafkaPort, OutRecord, ProduceAck, Producer } from '../streams/kafka-port.js';
 
-interface Queued {
+/** A command waiting in the produce queue (exported for bench/tracing.bench.ts). */
+export interface Queued {
   message: OutRecord;
-  resolve: () => void;
+  /** The record's offset, once the broker acknowledged it (null if the ack named no base offset). */
+  resolve: (offset: number | null) => void;
   reject: (err: Error) => void;
 }
 
@@ -73,8 +75,15 @@ export class CommandSender {
     await this.#connect();
   }
 
-  /** Resolves once the broker acknowledged the command (acks=all); rejects on failure or a full queue. */
-  send(envelope: CommandEnvelope, partition: number, key: string): Promise<void> {
+  get topic(): string {
+    return this.#topic;
+  }
+
+  /**
+   * Resolves once the broker acknowledged the command (acks=all), with the record's offset; rejects on
+   * failure or a full queue.
+   */
+  send(envelope: CommandEnvelope, partition: number, key: string): Promise<number | null> {
     if (this.#queue.length >= this.#queue_max)
       return Promise.reject(new ProduceQueueFull('produce queue full'));
     const headers = envelope.traceparent ? { traceparent: envelope.traceparent } : undefined;
@@ -111,9 +120,7 @@ export class CommandSender {
     this.#metrics.produce_batch_size_commands.observe(batch.length);
     this.#send(batch.map((q) => q.message))
       .then(
-        () => {
-          for (const queued of batch) queued.resolve();
-        },
+        (acks) => resolveOffsets(batch, acks),
         async (err: Error) => {
           for (const queued of batch) queued.reject(err);
           if (!this.#stopped) await this.#replaceProducer(err);
@@ -141,8 +148,29 @@ export class CommandSender {
     this.#connected = true;
   }
 
-  async #send(messages: OutRecord[]): Promise<void> {
+  async #send(messages: OutRecord[]): Promise<ProduceAck[]> {
     if (!this.#connected) await this.#connect();
-    await this.#producer.sendBatch({ topicMessages: [{ topic: this.#topic, messages }], acks: -1 });
+    return this.#producer.sendBatch({ topicMessages: [{ topic: this.#topic, messages }], acks: -1 });
+  }
+}
+
+/**
+ * A batch's records of one partition are appended in order from the ack's base offset, so the i-th record
+ * of partition p in the batch is at base(p) + i. Offsets stay far below 2^53: plain numbers are exact.
+ * Cost: one small Map per batch (≤ its partitions) and one lookup per command.
+ */
+export function resolveOffsets(batch: Queued[], acks: ProduceAck[]): void {
+  const next_by_partition = new Map<number, number>();
+  for (const ack of acks)
+    if (ack.baseOffset !== undefined) next_by_partition.set(ack.partition, Number(ack.baseOffset));
+  for (const queued of batch) {
+    const partition = queued.message.partition;
+    const offset = next_by_partition.get(partition);
+    if (offset === undefined) {
+      queued.resolve(null);
+      continue;
+    }
+    next_by_partition.set(partition, offset + 1);
+    queued.resolve(offset);
   }
 }

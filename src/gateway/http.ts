@@ -1,5 +1,6 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { type ApiError, ERROR_CATALOG, type ErrorCode, makeError } from '../domain/index.js';
+import type { TraceContext } from './trace.js';
 
 /**
  * uWebSockets.js rules kept here once: `req` is only valid until the handler returns (read headers first),
@@ -21,8 +22,8 @@ export interface RequestContext {
   /** Status of the response sent, 0 while none (or the client went away first). */
   status: number;
   started_ms: number;
-  /** Trace id of the request once known (logged with the request). */
-  trace_id?: string;
+  /** The request's trace once known (logged with the request; its server span ends with it). */
+  trace?: TraceContext;
 }
 
 export function captureRequest(res: HttpResponse, req: HttpRequest): RequestContext {

@@ -147,7 +147,7 @@ export class Operations {
     }
     const prepared = plan.prepare ? await plan.prepare() : null;
     if (prepared !== null) return errorResult(prepared);
-    const reply = await this.#ledger.call(plan.command, req.trace.traceparent);
+    const reply = await this.#ledger.call(plan.command, req.trace);
     if (reply === null) {
       if (plan.pending !== null) return { status: 202, body: { ...plan.pending, status: 'processing' } };
       return errorResult(makeError('timeout', 'no committed answer in time; retry'));

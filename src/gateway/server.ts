@@ -8,7 +8,7 @@ import type { Operations, OpName } from './ops.js';
 import type { OutcomeFeed } from './outcomes.js';
 import type { RateLimiter } from './rate-limit.js';
 import type { MerchantScope, MerchantScopes } from './scope.js';
-import { traceFrom } from './trace.js';
+import { endRequest, requestTrace } from './tracing.js';
 import { parseIdempotencyKey, parseJsonObject } from './validate.js';
 import { attachWebSocket, type WebSocketOptions } from './ws.js';
 
@@ -46,6 +46,11 @@ const api_routes: readonly { method: 'get' | 'post'; pattern: string; op: OpName
   { method: 'post', pattern: '/v1/payments/:id/cancel', op: 'payments.cancel' },
   { method: 'post', pattern: '/v1/refunds', op: 'refunds.create' },
 ];
+
+/** Server span names: the route's method and pattern (`POST /v1/payments`), never the raw URL. */
+const span_name_of = new Map<OpName, string>(
+  api_routes.map((route) => [route.op, `${route.method.toUpperCase()} ${route.pattern}`]),
+);
 
 /**
  * The merchant API on uWebSockets.js (main thread): HTTP routes and the `/v1/ws` WebSocket over one
@@ -189,8 +194,8 @@ export class Gateway {
   ): Promise<void> {
     const body = has_body ? await this.#readJson(ctx) : {};
     if (body === null) return;
-    const trace = traceFrom(ctx.headers.traceparent);
-    ctx.trace_id = trace.trace_id;
+    const trace = requestTrace(ctx.headers.traceparent, span_name_of.get(op) ?? op, ctx.started_ms);
+    ctx.trace = trace;
     const result = await this.#o.ops.execute({ op, merchant, id, body, idempotency_key, trace }, 'http');
     sendJson(ctx, result.status, result.body);
   }
@@ -263,6 +268,7 @@ export class Gateway {
       if (this.#latency_by_key.size < LATENCY_SERIES_MAX) this.#latency_by_key.set(key, latency);
     }
     latency.observe(ms / 1000);
+    endRequest(ctx.trace, ctx.status);
     const log = this.#o.log;
     if (log.isLevelEnabled('debug')) {
       log.debug(
@@ -271,8 +277,11 @@ export class Gateway {
           status: ctx.status,
           ms: Math.round(ms * 10) / 10,
           merchant: merchant?.merchant_id,
-          trace_id: ctx.trace_id,
+          trace_id: ctx.trace?.trace_id,
           traceparent: ctx.headers.traceparent || undefined,
+          // Where the command landed: with the trace id, this finds the payment in the commands topic.
+          partition: ctx.trace?.command?.partition,
+          offset: ctx.trace?.command?.offset ?? undefined,
         },
         'request',
       );

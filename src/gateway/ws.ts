@@ -5,11 +5,11 @@ import type { Metrics } from '../metrics.js';
 import type { ApiKeys } from './auth.js';
 import { decodeFrame, encodeFrame, type Frame, SUBSCRIBE_OP } from './frames.js';
 import { statusLine } from './http.js';
-import type { Operations, OpName } from './ops.js';
+import { OP_NAMES, type Operations, type OpName } from './ops.js';
 import type { OutcomeFeed } from './outcomes.js';
 import type { RateLimiter } from './rate-limit.js';
 import type { MerchantScope, MerchantScopes } from './scope.js';
-import { traceFrom } from './trace.js';
+import { endRequest, requestTrace } from './tracing.js';
 
 export interface WebSocketOptions {
   /** Largest frame accepted; a bigger one closes the connection (uWS `maxPayloadLength`). */
@@ -101,6 +101,9 @@ function upgrade(
   );
 }
 
+/** Server span names of WebSocket operations (`WS payments.create`), made once. */
+const ws_span_name_of = new Map<OpName, string>(OP_NAMES.map((op) => [op, `WS ${op}`]));
+
 function onMessage(deps: Deps, ws: uWS.WebSocket<Conn>, message: ArrayBuffer, is_binary: boolean): void {
   const conn = ws.getUserData();
   const decoded = decodeFrame(message, is_binary);
@@ -119,7 +122,7 @@ function onMessage(deps: Deps, ws: uWS.WebSocket<Conn>, message: ArrayBuffer, is
     return;
   }
   conn.in_flight++;
-  const trace = traceFrom(frame.traceparent);
+  const trace = requestTrace(frame.traceparent, ws_span_name_of.get(frame.op as OpName) ?? 'WS');
   deps.ops
     .execute(
       {
@@ -135,6 +138,7 @@ function onMessage(deps: Deps, ws: uWS.WebSocket<Conn>, message: ArrayBuffer, is
     .then((result) => {
       conn.in_flight--;
       const status = result.status;
+      endRequest(trace, status);
       const reply =
         status < 400
           ? { request_id: frame.request_id, status, body: result.body }

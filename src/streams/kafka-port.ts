@@ -31,6 +31,26 @@ export interface ProduceAck {
 export interface InRecord {
   offset: string;
   value: Buffer | null;
+  /** As the adapter's client delivers them (no copy on the hot path): read one with `headerValue`. */
+  headers?: RecordHeaders;
+}
+
+/** kafkajs: an object of values; @platformatic/kafka: the record's [key, value] pairs. */
+export type RecordHeaders =
+  | { [key: string]: Buffer | string | (Buffer | string)[] | undefined }
+  | [Buffer, Buffer][];
+
+/** The first value of header `name` as text, or null when the record has none. */
+export function headerValue(record: InRecord, name: string): string | null {
+  const headers = record.headers;
+  if (headers === undefined) return null;
+  if (Array.isArray(headers)) {
+    for (const [key, value] of headers) if (key.toString() === name) return value.toString();
+    return null;
+  }
+  const value = headers[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  return first === undefined ? null : first.toString();
 }
 
 /**

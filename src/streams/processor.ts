@@ -10,6 +10,7 @@ import type { Admin, FetchedBatch, GroupConsumer, InRecord, KafkaPort } from './
 import { Task, type TaskState } from './task.js';
 import { TaskRestorer } from './task-restore.js';
 import type { TopicNames } from './topics.js';
+import { type ChunkTrace, traceChunk } from './tracing.js';
 import {
   type Committer,
   type CommitterFactory,
@@ -390,6 +391,7 @@ export class StreamProcessor {
     // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
     // retrying it would fail the same way. Stop the node loudly instead of looping.
     const local: ReplyRecord[] = [];
+    const trace = traceChunk(task.partition, chunk, this.#o); // tracing: src/streams/tracing.ts
     try {
       task.activity = 'lane';
       task.applied_seq++; // before the op is queued: a checkpoint op queued after it sees it
@@ -397,6 +399,7 @@ export class StreamProcessor {
       const { names, partitions_total } = this.#o;
       const local_topic = this.#o.local_replies?.topic ?? null;
       const records = routeRecords(task.partition, output, { names, partitions_total, local_topic }, local);
+      trace.applied(output, records);
       task.dirty_total_last = output.dirty_total;
       for (const index of output.rejected) {
         this.#o.log.error(
@@ -406,7 +409,7 @@ export class StreamProcessor {
       }
       this.#o.metrics.batch_size_commands.observe(chunk.length);
       const next_offset = BigInt(chunk[chunk.length - 1]!.offset) + 1n;
-      return { output, records, local, next_offset };
+      return { output, records, local, next_offset, trace };
     } catch (err) {
       this.#fatal(err, `partition ${task.partition}: lane or routing invariant failed`);
       throw err;
@@ -418,7 +421,7 @@ export class StreamProcessor {
    * checkpoints if due and no later chunk is applied yet. False when the task failed or was closed.
    */
   async #settle(task: Task, applied: AppliedChunk, seq: number): Promise<boolean> {
-    const { output, records, local, next_offset } = applied;
+    const { output, records, local, next_offset, trace } = applied;
     if (records.length === 0) {
       // Read-only (no events, follow-ups or replies for other nodes): every earlier chunk of the partition
       // has committed, so answering now is linearizable and needs no transaction. Re-applying it after a
@@ -427,18 +430,22 @@ export class StreamProcessor {
       task.deferOffset(next_offset, Date.now());
       this.#o.metrics.offsets_deferred_total.inc();
       if (local.length > 0) this.#o.local_replies?.deliver(local);
+      trace.delivered(local.length);
       return true;
     }
     try {
       task.activity = 'commit';
       await this.#commit(task, records, output.events.length, next_offset);
     } catch (err) {
+      trace.failed(err);
       // Closed while the lane applied the chunk: nothing was sent, and closing released the lane state.
       if (err instanceof TaskNotRunningError) return false;
       await this.#recover(task, err);
       return false;
     }
+    trace.committed(task.events_next_offset);
     if (local.length > 0) this.#o.local_replies?.deliver(local); // committed: safe to acknowledge
+    trace.delivered(local.length);
     if (output.events.length > 0) task.changed_since_checkpoint = true;
     // A later chunk already applied on the lane (pipelined) is not committed: no checkpoint of that state.
     if (seq === task.applied_seq) {
@@ -658,6 +665,8 @@ interface AppliedChunk {
   /** Replies for this node's gateway, handed over once the chunk's transaction committed. */
   local: ReplyRecord[];
   next_offset: bigint;
+  /** The chunk's spans and debug lines (a no-op when tracing and the debug log are off). */
+  trace: ChunkTrace;
 }
 
 /** A read-only chunk's offset waits at most this long for a transaction to ride in. */

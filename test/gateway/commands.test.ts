@@ -73,3 +73,36 @@ describe('command sender', () => {
     );
   });
 });
+
+describe('CommandSender: offsets of acknowledged commands', () => {
+  it("resolves each command with its record's offset: the ack's base offset + its rank in its partition", async () => {
+    const producer: Producer = {
+      connect: async () => {},
+      disconnect: async () => {},
+      // Partition 0 was appended from 500, partition 1 from 70; partition 2's ack names no base offset.
+      sendBatch: async () => [
+        { topicName: 't', partition: 0, baseOffset: '500' },
+        { topicName: 't', partition: 1, baseOffset: '70' },
+        { topicName: 't', partition: 2 },
+      ],
+    };
+    const s = new CommandSender({
+      kafka: null as unknown as KafkaPort,
+      topic: 't',
+      linger_ms: 5,
+      batch_max: 10,
+      metrics: createMetrics(),
+      createProducer: () => producer,
+    });
+    await s.start();
+    const envelope = {
+      command: {},
+      reply_to: null,
+      request_id: null,
+      traceparent: null,
+    } as unknown as CommandEnvelope;
+    const sent = [0, 1, 0, 2, 0, 1].map((partition, i) => s.send(envelope, partition, `k${i}`));
+    assert.deepEqual(await Promise.all(sent), [500, 70, 501, null, 502, 71]);
+    await s.stop();
+  });
+});

@@ -13,6 +13,7 @@ import {
 import { ApiKeys } from '../../src/gateway/auth.js';
 import { createGateway, type GatewayStack } from '../../src/gateway/index.js';
 import { errorReply, type Ledger } from '../../src/gateway/ledger.js';
+import type { TraceContext } from '../../src/gateway/trace.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { partitionOf } from '../../src/protocol/route.js';
@@ -37,8 +38,8 @@ export class MemoryLedger implements Ledger {
   mode: 'normal' | 'timeout' | 'unavailable' = 'normal';
   delay_ms = 0;
 
-  async call(command: Command, traceparent: string): Promise<Reply | null> {
-    this.calls.push({ command, traceparent });
+  async call(command: Command, trace: TraceContext): Promise<Reply | null> {
+    this.calls.push({ command, traceparent: trace.traceparent });
     await new Promise((r) => setTimeout(r, this.delay_ms));
     if (this.mode === 'unavailable') return errorReply('unavailable', 'the ledger is unavailable');
     const decision = apply(this.#state(command), command);

@@ -51,7 +51,7 @@ interface FetchedBatchRecords {
   lastOffsetDelta: number;
   attributes: number;
   producerId: bigint;
-  records: { offsetDelta: number; key: Buffer | null; value: Buffer | null }[];
+  records: { offsetDelta: number; key: Buffer | null; value: Buffer | null; headers?: [Buffer, Buffer][] }[];
 }
 interface FetchedPartition {
   partitionIndex: number;
@@ -419,7 +419,8 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       if (batch.attributes & is_control) continue;
       for (const record of batch.records) {
         const offset = batch.firstOffset + BigInt(record.offsetDelta);
-        if (offset >= requested.offset) messages.push({ offset: offset.toString(), value: record.value });
+        if (offset >= requested.offset)
+          messages.push({ offset: offset.toString(), value: record.value, headers: record.headers }); // headers: tracing
       }
     }
     if (last < requested.offset) return;
