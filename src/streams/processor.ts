@@ -22,6 +22,7 @@ import {
   SharedTransactions,
   type TopicMessages,
   transactionalCommitter,
+  transactionalIdOf,
 } from './transaction.js';
 
 export interface ProcessorOptions {
@@ -144,7 +145,7 @@ export class StreamProcessor {
     const t = opts.transactions;
     if (t === undefined || t.per === 'partition') return null;
     if (opts.committer) throw new Error('processor invariant: a bench committer with node transactions');
-    const transactional_id = `${opts.app_id}-${opts.names.commands}-node-${t.node_id}`;
+    const transactional_id = transactionalIdOf(opts.app_id, opts.names.commands, t);
     return new SharedTransactions({
       producer: () => opts.kafka.transactionalProducer({ transactional_id, transaction_timeout_ms: 30_000 }),
       group_id: this.#group_id,
@@ -294,7 +295,10 @@ export class StreamProcessor {
     const committer = factory({
       kafka: this.#o.kafka,
       group_id: this.#group_id,
-      transactional_id: `${this.#o.app_id}-${this.#o.names.commands}-${task.partition}`,
+      transactional_id: transactionalIdOf(this.#o.app_id, this.#o.names.commands, {
+        per: 'partition',
+        partition: task.partition,
+      }),
       policy: this.#o.retry_policy ?? default_retry_policy,
       onRetry: (error) => this.#o.metrics.transaction_retries_total.inc({ error }),
       commitOffsets: (offsets) => this.#consumer.commitOffsets(offsets),
@@ -317,9 +321,19 @@ export class StreamProcessor {
     }
     if (task.state !== 'RUNNING') return;
     task.group = () => batch.group;
+    // A chunk of this batch may wait for its turn behind a pipelined commit that fails: by the time the turn
+    // comes the task may have been rebuilt (RUNNING again, consumer seeked back), and this batch is stale.
+    // Checked inside the turn, right before the apply: a stale chunk applied on the rebuilt state would skip
+    // the records the rebuild seeked back to.
+    const restore_attempt = task.restore_attempt;
+    const current = () =>
+      batch.current() &&
+      !this.#stopping &&
+      task.state === 'RUNNING' &&
+      task.restore_attempt === restore_attempt;
     const messages = batch.messages;
     for (let start = 0; start < messages.length; start += this.#o.batch_size_max) {
-      if (!batch.current() || this.#stopping || task.state !== 'RUNNING') return;
+      if (!current()) return;
       if (this.#laneSaturated(task.partition)) {
         // Stop fetching this partition until its lane drains; the unprocessed rest is fetched again then.
         this.#o.metrics.lane_pauses_total.inc();
@@ -328,7 +342,7 @@ export class StreamProcessor {
         return;
       }
       const chunk = messages.slice(start, start + this.#o.batch_size_max);
-      const ok = await this.#processChunk(task, chunk);
+      const ok = await this.#processChunk(task, chunk, current);
       if (!ok) return;
       const last_offset = chunk[chunk.length - 1]!.offset;
       batch.resolveOffset(last_offset);
@@ -353,14 +367,14 @@ export class StreamProcessor {
   }
 
   /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
-  #processChunk(task: Task, chunk: InRecord[]): Promise<boolean> {
+  #processChunk(task: Task, chunk: InRecord[], current: () => boolean): Promise<boolean> {
     return task.inTurn(() =>
-      this.#shared ? this.#applyPipelined(task, chunk) : this.#applyAndCommit(task, chunk),
+      this.#shared ? this.#applyPipelined(task, chunk, current) : this.#applyAndCommit(task, chunk, current),
     );
   }
 
-  async #applyAndCommit(task: Task, chunk: InRecord[]): Promise<boolean> {
-    if (task.state !== 'RUNNING') return false; // failed or closed while this chunk waited for its turn
+  async #applyAndCommit(task: Task, chunk: InRecord[], current: () => boolean): Promise<boolean> {
+    if (!current()) return false; // failed, rebuilt or closed while this chunk waited for its turn
     return this.#settle(task, await this.#apply(task, chunk), task.applied_seq);
   }
 
@@ -370,14 +384,14 @@ export class StreamProcessor {
    * the previous commit settled, so the next chunk's apply waits for it. A checkpoint that is due is taken
    * before the apply (a checkpoint must hold committed chunks only), which costs one bubble per interval.
    */
-  async #applyPipelined(task: Task, chunk: InRecord[]): Promise<boolean> {
-    if (task.state !== 'RUNNING') return false;
+  async #applyPipelined(task: Task, chunk: InRecord[], current: () => boolean): Promise<boolean> {
+    if (!current()) return false;
     const previous = task.commit_tail;
     if (this.#checkpointing.due(task, task.dirty_total_last, Date.now())) {
-      if (!(await previous) || task.state !== 'RUNNING') return false;
+      if (!(await previous) || !current()) return false;
       task.activity = 'checkpoint';
       await this.#checkpointing.afterCommit(task, task.dirty_total_last, Date.now());
-      if (task.state !== 'RUNNING') return false;
+      if (!current()) return false;
     }
     const applied = await this.#apply(task, chunk);
     const seq = task.applied_seq;

@@ -33,6 +33,21 @@ export interface CommitterContext {
 
 export type CommitterFactory = (ctx: CommitterContext) => Committer;
 
+/**
+ * The transactional id a node commits under: one per input partition (a client without KIP-447 fences a
+ * zombie only through the id, so it must follow the partition), or one per node (KIP-447: the group
+ * generation fences, and the id only has to be stable across the node's restarts).
+ */
+export function transactionalIdOf(
+  app_id: string,
+  commands_topic: string,
+  scope: { per: 'partition'; partition: number } | { per: 'node'; node_id: string },
+): string {
+  return scope.per === 'node'
+    ? `${app_id}-${commands_topic}-node-${scope.node_id}`
+    : `${app_id}-${commands_topic}-${scope.partition}`;
+}
+
 /** Production: one Kafka transaction per commit (commitTransaction), on the partition's transactional id. */
 export const transactionalCommitter: CommitterFactory = (ctx) => {
   const producer = ctx.kafka.transactionalProducer({

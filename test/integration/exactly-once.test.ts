@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { loadConfig } from '../../src/config.js';
+import { topicNames } from '../../src/streams/topics.js';
+import { transactionalIdOf } from '../../src/streams/transaction.js';
 import { verifyLedger } from '../chaos/verify.js';
 import { readEvents } from '../support/ledger-verifier.js';
 import { type DriverResult, drive, getJson, post, rng } from '../support/load-driver.js';
@@ -205,7 +208,8 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
   it('fences a zombie producer: it cannot commit after the owner took its transactional id back', async () => {
     const topic_prefix = uniqueName('it_fence');
     prefixes.push(topic_prefix);
-    const node = await startNode(envFor(topic_prefix, 'fence-node', await freePort()));
+    const env = envFor(topic_prefix, 'fence-node', await freePort());
+    const node = await startNode(env);
     nodes.push(node);
     assert.equal(
       (await post(node.base, '/v1/accounts', { id: 'f1', currency: 'USD', kind: 'customer' }, 'f1')).status,
@@ -223,8 +227,18 @@ describe('exactly once under failure (real Kafka + Redis)', { timeout: 900_000 }
     const offsets = await admin.fetchTopicOffsets(`${topic_prefix}.events`);
     await admin.disconnect();
     const partition = offsets.find((o) => o.high !== '0')!.partition;
+    // The node's transactional id: the partition's, or the node's own with a KIP-447 client.
+    const config = loadConfig({ ...process.env, ...env });
+    const scope =
+      config.transaction_scope_effective === 'node'
+        ? { per: 'node' as const, node_id: config.node_id }
+        : { per: 'partition' as const, partition };
     const zombie = kafka.producer({
-      transactionalId: `${topic_prefix}-${topic_prefix}.commands-${partition}`,
+      transactionalId: transactionalIdOf(
+        config.topic_prefix,
+        topicNames(config.topic_prefix).commands,
+        scope,
+      ),
       idempotent: true,
       maxInFlightRequests: 1,
     });

@@ -411,6 +411,36 @@ for (const scope of ['partition', 'node'] as const)
       }
     });
 
+    it('a batch that waited behind a failing commit is not applied on the rebuilt state (order kept)', async () => {
+      // A read-only chunk defers its offset; its flush takes the task's turn and waits for the next chunk's
+      // pipelined commit, which is slow and then fails. A later batch queues behind the flush. By the time its
+      // turn comes the task was rebuilt and seeked back: applying that stale batch would put its deposit
+      // before the failed one in the log (and commit an offset past commands never applied).
+      const h = new Harness(1, 64, 100, 0, scope);
+      harnesses.push(h);
+      await h.start();
+      const account_id = 'acct_stale';
+      assert.ok((await h.send({ type: 'open_account', account_id, currency: 'usd', kind: 'customer' })).ok);
+      assert.ok((await h.send({ type: 'get_account', account_id })).ok); // read-only: offset deferred
+      const produced = h.cluster.step_counts.produce;
+      h.cluster.faults.push({ step: 'produce', nth: produced + 1, fault: 'timeout', delay_ms: 600 });
+      const first = h.send({ type: 'deposit', account_id, amount: 1, currency: 'usd' });
+      await new Promise((r) => setTimeout(r, 350)); // the flush (every 100 ms) has taken the turn by now
+      const second = h.send({ type: 'deposit', account_id, amount: 2, currency: 'usd' });
+      assert.ok((await first).ok && (await second).ok);
+      assert.deepEqual(h.cluster.faults, [], `the slow fault was met (fired: ${h.cluster.fired})`);
+      const account = await h.send({ type: 'get_account', account_id }); // its turn follows the commits
+      const deposits = () =>
+        h.cluster
+          .committedValues(names.events, 0)
+          .map((v) => decode<DomainEvent>(v))
+          .flatMap((e) => (e.type === 'deposited' ? [e.amount] : []));
+      await until(() => deposits().length >= 2, 2_000, 'the markers of both deposits');
+      assert.deepEqual(deposits(), [1, 2], 'each deposit once, in the order of the commands');
+      assert.equal(account.ok && account.body.posted, 3);
+      assert.deepEqual(await h.checkpointedState(), h.foldOfLog(), 'the lane holds the fold of the log');
+    });
+
     it('a changelog that does not fold even from the start: named on readiness, not retried in a loop', async () => {
       const h = new Harness(1, 64, 100, 0, scope);
       harnesses.push(h);

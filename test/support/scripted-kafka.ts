@@ -61,7 +61,8 @@ export class ScriptedCluster {
   readonly logs = new Map<string, Entry[][]>();
   readonly committed = new Map<string, Map<string, Map<number, string>>>();
   readonly txn_ids = new Map<string, TxnState>();
-  readonly faults: { step: Step; nth: number; fault: Fault }[] = [];
+  /** `delay_ms`: the request is answered (with the fault) only after that long, as a slow broker would. */
+  readonly faults: { step: Step; nth: number; fault: Fault; delay_ms?: number }[] = [];
   readonly step_counts: Record<Step, number> = { offsets: 0, produce: 0, end_txn: 0 };
   readonly fired: string[] = [];
   marker_delay_ms = 30;
@@ -102,12 +103,13 @@ export class ScriptedCluster {
       .map((e) => e.value!);
   }
 
-  /** Takes the scripted fault of this step's next request, if any. */
-  nextFault(step: Step): Fault | null {
+  /** Takes the scripted fault of this step's next request, if any, after its delay. */
+  async nextFault(step: Step): Promise<Fault | null> {
     const n = ++this.step_counts[step];
     const index = this.faults.findIndex((f) => f.step === step && f.nth === n);
     if (index < 0) return null;
-    const fault = this.faults.splice(index, 1)[0]!.fault;
+    const { fault, delay_ms } = this.faults.splice(index, 1)[0]!;
+    if (delay_ms !== undefined) await sleep(delay_ms);
     this.fired.push(`${step}#${n}:${fault}`);
     return fault;
   }
@@ -255,7 +257,7 @@ class ScriptedProducer implements TransactionalProducer {
     return {
       sendOffsets: async (o) => {
         guard();
-        const fault = cluster.nextFault('offsets');
+        const fault = await cluster.nextFault('offsets');
         if (fault) throw faultError(fault);
         this.#checkEpoch();
         const txn = cluster.beginIfNeeded(id);
@@ -267,7 +269,7 @@ class ScriptedProducer implements TransactionalProducer {
       },
       sendBatch: async (b: { topicMessages: TopicRecords[] }) => {
         guard();
-        const fault = cluster.nextFault('produce');
+        const fault = await cluster.nextFault('produce');
         if (fault) throw faultError(fault);
         this.#checkEpoch();
         // Clients retry AddPartitionsToTxn's CONCURRENT_TRANSACTIONS inside the produce (bounded).
@@ -311,7 +313,7 @@ class ScriptedProducer implements TransactionalProducer {
         guard();
         ended = true;
         this.#in_txn = false;
-        const fault = cluster.nextFault('end_txn');
+        const fault = await cluster.nextFault('end_txn');
         if (fault && fault !== 'end_txn_timeout_after_commit') throw faultError(fault);
         this.#checkEpoch();
         if (touched) cluster.endTxn(id, true);
