@@ -163,6 +163,14 @@ export class TaskRestorer {
       });
     }
     if (targets.size === 0) return;
+    // Committed offsets first (requireStable where the client has KIP-447: it waits while a transaction
+    // holds offsets of these partitions), then the changelog's end. With one producer per node nothing
+    // fences the previous owner's transaction: it sends its offsets first, and if they were accepted before
+    // the rebalance, its records can land on the changelog after an end read first (no transaction open
+    // yet), and commit: the state would miss them while the position skips their commands. Read first, the
+    // offsets wait for that transaction; a later one of the old generation is refused (ILLEGAL_GENERATION)
+    // before it writes anything. The fence of per-partition producers makes the order moot there.
+    const committed = await this.#h.committedOffsets(tasks.map((task) => task.partition));
     const result = await replayPartitions({
       kafka: this.#h.kafka,
       topic: this.#h.names.events,
@@ -174,11 +182,10 @@ export class TaskRestorer {
         if (live(partition)) await this.#h.lanes.replay(partition, encodeOwned(values));
       },
     });
-    // Read after our fence, like the changelog's end: state and position both reflect every transaction
+    // Read after our fence, before the changelog's end: state and position both reflect every transaction
     // committed before it. Batches kafkajs fetched from an older position (its offset fetch at join time may
     // predate a commit of the previous owner, or of a zombie) become stale with the seek and are dropped, so
     // no command is applied on top of a state that already holds it.
-    const committed = await this.#h.committedOffsets(tasks.map((task) => task.partition));
     for (const task of tasks) {
       if (!live(task.partition)) continue;
       task.events_next_offset = result.end.get(task.partition) ?? 0n;

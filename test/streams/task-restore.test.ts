@@ -3,11 +3,12 @@ import { after, describe, it } from 'node:test';
 import { Lanes } from '../../src/actors/lanes.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
-import { encodeOwned } from '../../src/protocol/wire.js';
+import { encode, encodeOwned } from '../../src/protocol/wire.js';
 import type { Checkpoints } from '../../src/streams/checkpoints.js';
 import { Task } from '../../src/streams/task.js';
 import { type RestoreHost, TaskRestorer } from '../../src/streams/task-restore.js';
 import { topicNames } from '../../src/streams/topics.js';
+import { metricValue } from '../support/metrics.js';
 import { ScriptedCluster } from '../support/scripted-kafka.js';
 
 /**
@@ -88,5 +89,85 @@ describe('task restore', () => {
     await newer;
     assert.equal(task.state, 'RUNNING');
     await lanes.apply(0, encodeOwned([])); // loaded by the newer restore
+  });
+
+  it('node transactions: a previous owner whose offsets were accepted is waited for before the changelog is read', async () => {
+    // Found by chaos broker-kill on @platformatic/kafka (2026-12-03): the old owner's transaction had sent
+    // its offsets (accepted in its generation) but not yet its records when the new owner read the
+    // changelog's end: no transaction open, so the end was final to it. The records then landed and committed:
+    // the restored state lacked a refund whose command the committed offset skipped ("settled for unknown
+    // refund" on every node, for good, once checkpointed).
+    const cluster = new ScriptedCluster();
+    cluster.createTopic(names.commands, 1);
+    cluster.createTopic(names.events, 1);
+    const group_id = 'tr.processor';
+    const old_owner = cluster.port().transactionalProducer({
+      transactional_id: 'tr-old-owner',
+      transaction_timeout_ms: 30_000,
+    });
+    await old_owner.connect();
+    const txn = await old_owner.transaction();
+    await txn.sendOffsets({
+      consumerGroupId: group_id,
+      topics: [{ topic: names.commands, partitions: [{ partition: 0, offset: '1' }] }],
+    });
+    const admin = cluster.port().admin();
+    const metrics = createMetrics();
+    const host: RestoreHost = {
+      kafka: cluster.port(),
+      lanes,
+      checkpoints: { load: async () => null, drop: async () => {} } as unknown as Checkpoints,
+      names,
+      app_id: 'tr',
+      restore_timeout_ms: 5_000,
+      node_transactions: true,
+      log: createLogger('silent', 'task-restore'),
+      metrics,
+      ensureProducer: async () => {},
+      keepOwned: async (tasks) => tasks,
+      committedOffsets: async (partitions) => {
+        const committed = await admin.groupOffsets(group_id, names.commands); // requireStable
+        return new Map(
+          partitions.map((p) => [p, committed.get(p) === '-1' ? '0' : (committed.get(p) ?? '0')]),
+        );
+      },
+      seek: () => {},
+      releaseRevoked: async () => {},
+      stopping: () => false,
+      fatal: (err) => {
+        throw err;
+      },
+    };
+    const task = new Task(0, Date.now());
+    task.transition('RESTORING');
+    const restored = new TaskRestorer(host).restoreNow([task]);
+    await new Promise((r) => setTimeout(r, 50)); // the restore is under way
+    const opened = {
+      type: 'account_opened',
+      event_id: 'c1:0',
+      account_id: 'acct_old',
+      time_ms: Date.UTC(2026, 11, 3),
+      command_id: 'c1',
+      fingerprint: null,
+      currency: 'usd',
+      kind: 'customer',
+      overdraft_limit: 0,
+      risk_rules: null,
+    };
+    await txn.sendBatch({
+      topicMessages: [
+        { topic: names.events, messages: [{ partition: 0, key: null, value: encode(opened) }] },
+      ],
+      acks: -1,
+    });
+    await txn.commit();
+    await restored;
+    assert.equal(task.state, 'RUNNING');
+    assert.equal(
+      metricValue(await metrics.registry.metrics(), 'restore_events_replayed_total'),
+      1,
+      "the old owner's committed event is in the restored state",
+    );
+    assert.ok(task.events_next_offset >= 1n, `the restore's end ${task.events_next_offset} covers it`);
   });
 });

@@ -163,6 +163,15 @@ export class ScriptedCluster {
     }, this.marker_delay_ms);
   }
 
+  /** True while a transaction (open or completing) holds offsets of the group for the topic. */
+  pendingOffsets(group_id: string, topic: string): boolean {
+    for (const txn of this.txn_ids.values()) {
+      const keys = txn.state === 'empty' ? [] : [...(txn.offsets.get(group_id)?.keys() ?? [])];
+      if (keys.some((key) => splitKey(key)[0] === topic)) return true;
+    }
+    return false;
+  }
+
   beginIfNeeded(id: string): TxnState {
     const txn = this.txnState(id);
     if (txn.state === 'completing') throw protocolError('CONCURRENT_TRANSACTIONS', 51, true);
@@ -456,7 +465,15 @@ class ScriptedAdmin implements Admin {
       high_watermark: String(this.cluster.log(topic, partition).length),
     }));
   }
+  /**
+   * With requireStable (KIP-447), as the platformatic adapter reads them: while a transaction holds offsets
+   * of the group for the topic, the coordinator answers UNSTABLE_OFFSET_COMMIT, and the adapter retries.
+   */
   async groupOffsets(group_id: string, topic: string): Promise<Map<number, string>> {
+    for (let attempt = 0; this.cluster.pendingOffsets(group_id, topic); attempt++) {
+      if (attempt >= 1_000) throw protocolError('UNSTABLE_OFFSET_COMMIT', 88, true);
+      await sleep(5);
+    }
     const committed = this.cluster.committed.get(group_id)?.get(topic);
     const partitions = this.cluster.logs.get(topic)?.length ?? 0;
     return new Map(Array.from({ length: partitions }, (_, p) => [p, committed?.get(p) ?? '-1']));
