@@ -4,6 +4,8 @@
 # everything else lives under $KAFKA_CACHE_DIR (default <repo>/.cache/kafka):
 #   libs/  jars (kept by `reset`)        data/  KRaft storage (log.dirs)
 #   logs/  server.log, kafka.out         run/   pid, server.properties, log4j, cluster.id
+# A second broker (the second region of mirror-maker.sh, tests) sets its own KAFKA_CACHE_DIR and ports,
+# shares the jars with KAFKA_LIBS_DIR and adds settings with KAFKA_EXTRA_PROPERTIES.
 # Usage: tools/kafka/kafka.sh start|stop|status|reset|kill|fetch|tool <Class|alias> [args...]
 set -euo pipefail
 
@@ -18,9 +20,14 @@ KAFKA_TOOL_HEAP_OPTS="${KAFKA_TOOL_HEAP_OPTS:--Xmx512m}"
 KAFKA_START_TIMEOUT_S="${KAFKA_START_TIMEOUT_S:-90}"
 KAFKA_STOP_TIMEOUT_S="${KAFKA_STOP_TIMEOUT_S:-30}"
 KAFKA_CACHE_DIR="${KAFKA_CACHE_DIR:-$REPO_ROOT/.cache/kafka}"
+# Extra server.properties lines (newline-separated), appended last so that they win (java.util.Properties
+# keeps the last value of a key).
+KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 mkdir -p "$KAFKA_CACHE_DIR"
 CACHE="$(cd "$KAFKA_CACHE_DIR" && pwd)"
-LIBS="$CACHE/libs"
+KAFKA_LIBS_DIR="${KAFKA_LIBS_DIR:-$CACHE/libs}"
+mkdir -p "$KAFKA_LIBS_DIR"
+LIBS="$(cd "$KAFKA_LIBS_DIR" && pwd)"
 DATA="$CACHE/data"
 LOGS="$CACHE/logs"
 RUN="$CACHE/run"
@@ -51,6 +58,7 @@ usage: $(basename "$0") <command> [args]
   tool <ClassName|alias> [args...]   run a Kafka tool with the cached classpath
             aliases: $(tool_aliases)
 env: KAFKA_PORT=$KAFKA_PORT KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT KAFKA_CACHE_DIR=$CACHE
+     KAFKA_LIBS_DIR=$LIBS KAFKA_EXTRA_PROPERTIES (lines appended to server.properties)
      KAFKA_HEAP_OPTS="$KAFKA_HEAP_OPTS" KAFKA_START_TIMEOUT_S=$KAFKA_START_TIMEOUT_S
 EOF
 }
@@ -79,6 +87,15 @@ fetch() {
     check_slf4j_binding
     return 0
   fi
+  # Brokers with other cache dirs may share these jars (KAFKA_LIBS_DIR) and hold other run/ locks:
+  # one fetch per jar folder (fd 8), and whoever waited finds the jars there.
+  exec 8>"$LIBS.fetch-lock"
+  flock -w 300 8 || die "could not take $LIBS.fetch-lock within 300 s"
+  if libs_ready; then
+    exec 8>&-
+    check_slf4j_binding
+    return 0
+  fi
   command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ and Java 17 are needed)"
   log "fetching Apache Kafka jars from Maven Central into $LIBS (once) ..."
   rm -rf "$LIBS"
@@ -90,6 +107,7 @@ fetch() {
   fi
   check_slf4j_binding
   pom_digest >"$MARKER"
+  exec 8>&-
   log "fetched $(compgen -G "$LIBS/*.jar" | wc -l) jars"
 }
 
@@ -228,6 +246,9 @@ background.threads=4
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=33554432
 EOF
+  if [[ -n "$KAFKA_EXTRA_PROPERTIES" ]]; then
+    printf '\n# KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$PROPS.tmp.$$"
+  fi
   mv -f "$PROPS.tmp.$$" "$PROPS"
 }
 
