@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
@@ -84,19 +83,24 @@ describe('second region: MirrorMaker 2 copies the events topic (two real brokers
       exactly_once: true,
       cache_dir: join(repo_root, '.cache', `region-test-${process.pid}`),
     });
+    const t0 = Date.now();
     await Promise.all([primary.start(), secondary.start(), mm2.fetch()]);
+    const brokers_ms = Date.now() - t0;
     node = await startNode(nodeEnv({ brokers: primary.brokers, redis_url, topic_prefix }));
+    const node_ms = Date.now() - t0;
     // The node created the events topic: MirrorMaker finds it at its first topic listing.
     await mm2.start();
+    const mm2_ms = Date.now() - t0;
     accounts = await openAccounts(() => node!.base, 'rg', 60, 15);
     all_accounts = [...accounts.customers, ...accounts.merchants];
+    console.log(JSON.stringify({ brokers_ms, node_ms, mm2_ms, accounts_ms: Date.now() - t0 }));
   });
 
   after(async () => {
     if (node) await stopNode(node, 'SIGKILL');
     await mm2?.kill().catch(() => {});
     await Promise.all([primary?.kill().catch(() => {}), secondary?.kill().catch(() => {})]);
-    if (passed.size === 2) {
+    if (passed.size === 2 && !process.env.MIRROR_TEST_KEEP) {
       await mm2.dispose();
       await Promise.all([primary.dispose(), secondary.dispose()]);
       const redis = new Redis(redis_url);
@@ -158,7 +162,9 @@ describe('second region: MirrorMaker 2 copies the events topic (two real brokers
   }
 
   it('the copy folds to the primary API balances, with every acknowledged write once', async () => {
+    const t0 = Date.now();
     runs.push(await load(3, 1_200));
+    const load_ms = Date.now() - t0;
     assert.equal(runs[0]!.gave_up, 0);
     const copies = await waitForCopy();
     const verdict = await verifyCopy(copies);
@@ -190,9 +196,10 @@ describe('second region: MirrorMaker 2 copies the events topic (two real brokers
     }
     console.log(
       JSON.stringify({
+        load_ms,
         events: copies.source.length,
         copy_waited_ms: copies.waited_ms,
-        verdict: verdict.acknowledged,
+        acknowledged: verdict.acknowledged,
       }),
     );
     passed.add('fold');
