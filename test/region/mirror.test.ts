@@ -219,8 +219,14 @@ describe('second region: MirrorMaker 2 copies the events topic (two real brokers
       await mm2.start();
       restarted_ms = Date.now() - t0;
     })();
+    // Its failure surfaces here, after the load, not as an unhandled rejection while the load runs.
+    const killed = killer.then(
+      () => null,
+      (err: unknown) => err,
+    );
     runs.push(await load(5, commands_total, progress));
-    await killer;
+    const kill_error = await killed;
+    if (kill_error) throw kill_error;
     assert.equal(runs[1]!.gave_up, 0);
     // MirrorMaker was copying this run's events when it died (not idle between runs), and the node went on
     // writing after it: the restarted one had to resume mid-stream from its committed source offsets.

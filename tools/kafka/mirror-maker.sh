@@ -211,6 +211,8 @@ cmd_start() {
     >"$LOGS/mirror-maker.out" 2>&1 </dev/null 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$PID_FILE"
+  # Until the forked shell has exec'd into java, its cmdline is this script's, not MirrorMaker's.
+  sleep 0.2
   while true; do
     if ! pid_is_mm2 "$pid"; then
       print_log_tail
