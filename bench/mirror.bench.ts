@@ -168,6 +168,8 @@ class Writer {
 interface ModeResult {
   mode: string;
   latency_ms: { p50: number; p99: number; max: number; samples: number };
+  /** What the writer reached of RATE_PER_S (it falls short when the machine is busy). */
+  steady_rate_per_s: number;
   rpo_ms: { p50: number; p99: number; max: number };
   kill: { records: number; received: number; duplicates: number; restart_ms: number };
   backlog: { records: number; records_per_s: number; catch_up_ms: number };
@@ -197,9 +199,12 @@ async function runMode(primary: ScriptBroker, secondary: ScriptBroker, exactly_o
     ],
   });
   try {
-    return await measure(mm2, kafka, topic, secondary, mode);
-  } finally {
-    await mm2.kill().catch(() => {}); // never leave a JVM behind, also when a step failed
+    const result = await measure(mm2, kafka, topic, secondary, mode);
+    await mm2.dispose();
+    return result;
+  } catch (err) {
+    await mm2.kill().catch(() => {}); // never leave a JVM behind; its log stays for a look
+    throw err;
   }
 }
 
@@ -235,6 +240,7 @@ async function measure(
   const sampler = setInterval(sample, RPO_SAMPLE_MS / 2);
   await writer.steady(STEADY_S, sample);
   const steady_ids = writer.order.slice(steady_from);
+  const steady_rate_per_s = Math.round(steady_ids.length / STEADY_S);
   await tail.waitFor(steady_ids);
   clearInterval(sampler);
   const latencies = steady_ids
@@ -267,7 +273,7 @@ async function measure(
   const kill_ids = writer.order.slice(kill_from);
   await tail.waitFor(kill_ids);
   await sleep(2_000); // re-delivered records of the dead worker may trail the last new one
-  const all_ids = writer.order;
+  const records_total = writer.order.length;
   const received_total = tail.received;
   const duplicates = received_total - tail.counts.size;
   say(
@@ -289,7 +295,6 @@ async function measure(
 
   await tail.stop();
   await writer.disconnect();
-  await mm2.dispose();
   const result: ModeResult = {
     mode,
     latency_ms: {
@@ -298,12 +303,13 @@ async function measure(
       max: latencies.at(-1) ?? Number.NaN,
       samples: latencies.length,
     },
+    steady_rate_per_s,
     rpo_ms: {
       p50: percentile(rpo_samples, 0.5),
       p99: percentile(rpo_samples, 0.99),
       max: rpo_samples.at(-1) ?? Number.NaN,
     },
-    kill: { records: all_ids.length, received: received_total, duplicates, restart_ms },
+    kill: { records: records_total, received: received_total, duplicates, restart_ms },
     backlog: { records: backlog_ids.length, records_per_s, catch_up_ms },
   };
   return result;
@@ -334,8 +340,9 @@ async function main(): Promise<void> {
   say('|---|---|---|---|');
   const row = (name: string, a: number, b: number, unit: string) =>
     say(
-      `| ${name} | ${a.toLocaleString('en')} ${unit} | ${b.toLocaleString('en')} ${unit} | ${(a / b).toFixed(2)}× |`,
+      `| ${name} | ${a.toLocaleString('en')} ${unit} | ${b.toLocaleString('en')} ${unit} | ${b > 0 ? `${(a / b).toFixed(2)}×` : '–'} |`,
     );
+  row('steady load reached', on.steady_rate_per_s, off.steady_rate_per_s, 'records/s');
   row('replication latency p50', on.latency_ms.p50, off.latency_ms.p50, 'ms');
   row('replication latency p99', on.latency_ms.p99, off.latency_ms.p99, 'ms');
   row('replication latency max', on.latency_ms.max, off.latency_ms.max, 'ms');
