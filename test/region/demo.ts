@@ -166,6 +166,7 @@ async function main(): Promise<number> {
   for (const v of verdict.violations) say(`  violation: ${v}`);
   const ok = verdict.violations.length === 0 && copy.length === source_total;
   say(ok ? 'the second region holds the ledger exactly once' : 'MISMATCH: see the violations above');
+  say('inspect (npm run region:demo -- --keep leaves it all running):');
   say(`inspect: MirrorMaker log ${mm2.log_file}, config ${mm2.config_file}`);
   say(
     `inspect: npm run kafka -- tool console-consumer --bootstrap-server ${secondary[0]} ` +
