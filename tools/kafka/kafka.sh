@@ -45,6 +45,8 @@ JVM_PERF_OPTS="-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOc
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=common.sh
+source "$SCRIPT_DIR/common.sh"
 
 usage() {
   cat <<EOF
@@ -65,8 +67,6 @@ EOF
 
 # ---------------------------------------------------------------- jars
 
-pom_digest() { sha256sum "$POM" | cut -d' ' -f1; }
-
 libs_ready() {
   [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]] &&
     compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null &&
@@ -74,42 +74,7 @@ libs_ready() {
     compgen -G "$LIBS/slf4j-reload4j-*.jar" >/dev/null
 }
 
-# Exactly one slf4j 1.7 binding, or slf4j picks one at random (or NOP: no log at all).
-check_slf4j_binding() {
-  local bindings
-  bindings="$(cd "$LIBS" && ls -1 | grep -E '^(slf4j-(reload4j|log4j12|simple|nop|jdk14|jcl)|logback-classic|log4j-slf4j2?-impl)-' || true)"
-  [[ "$(printf '%s' "$bindings" | grep -c .)" == 1 ]] ||
-    die "expected exactly one slf4j binding in $LIBS, found: ${bindings:-none}"
-}
-
-fetch() {
-  if libs_ready; then
-    check_slf4j_binding
-    return 0
-  fi
-  # Brokers with other cache dirs may share these jars (KAFKA_LIBS_DIR) and hold other run/ locks:
-  # one fetch per jar folder (fd 8), and whoever waited finds the jars there.
-  exec 8>"$LIBS.fetch-lock"
-  flock -w 300 8 || die "could not take $LIBS.fetch-lock within 300 s"
-  if libs_ready; then
-    exec 8>&-
-    check_slf4j_binding
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ and Java 17 are needed)"
-  log "fetching Apache Kafka jars from Maven Central into $LIBS (once) ..."
-  rm -rf "$LIBS"
-  mkdir -p "$LIBS" "$RUN"
-  # Output goes to a file: Maven 3.8's -q still prints stray colour-reset escapes.
-  if ! mvn -q -B -f "$POM" dependency:copy-dependencies -DoutputDirectory="$LIBS" >"$RUN/fetch.log" 2>&1; then
-    cat "$RUN/fetch.log" >&2
-    die "mvn dependency:copy-dependencies failed (output above, also in $RUN/fetch.log)"
-  fi
-  check_slf4j_binding
-  pom_digest >"$MARKER"
-  exec 8>&-
-  log "fetched $(compgen -G "$LIBS/*.jar" | wc -l) jars"
-}
+fetch() { fetch_jars "Apache Kafka"; }
 
 # ---------------------------------------------------------------- process helpers
 
@@ -335,21 +300,14 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid deadline
+  local pid
   lock
   if ! pid="$(broker_pid)"; then
     rm -f "$PID_FILE"
     echo "kafka not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + KAFKA_STOP_TIMEOUT_S))
-  while pid_is_broker "$pid" && (( SECONDS < deadline )); do sleep 0.2; done
-  if pid_is_broker "$pid"; then
-    log "broker pid $pid still alive after ${KAFKA_STOP_TIMEOUT_S}s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
+  stop_pid "$pid" "$KAFKA_STOP_TIMEOUT_S" pid_is_broker broker
   rm -f "$PID_FILE"
   echo "kafka stopped (pid $pid)"
 }
@@ -360,8 +318,7 @@ cmd_kill() {
     echo "kafka not running"
     return 0
   fi
-  kill -KILL "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  kill_pid "$pid"
   rm -f "$PID_FILE"
   echo "kafka killed (pid $pid)"
 }

@@ -40,6 +40,8 @@ JVM_PERF_OPTS="-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOc
 
 log() { printf 'mirror-maker.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=common.sh
+source "$SCRIPT_DIR/common.sh"
 
 usage() {
   cat <<EOF
@@ -59,8 +61,6 @@ EOF
 
 # ---------------------------------------------------------------- jars (as kafka.sh fetches the broker's)
 
-pom_digest() { sha256sum "$POM" | cut -d' ' -f1; }
-
 libs_ready() {
   [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]] &&
     compgen -G "$LIBS/connect-mirror-[0-9]*.jar" >/dev/null &&
@@ -68,39 +68,7 @@ libs_ready() {
     compgen -G "$LIBS/slf4j-reload4j-*.jar" >/dev/null
 }
 
-# Exactly one slf4j 1.7 binding, or slf4j picks one at random (or NOP: no log at all, no "started").
-check_slf4j_binding() {
-  local bindings
-  bindings="$(cd "$LIBS" && ls -1 | grep -E '^(slf4j-(reload4j|log4j12|simple|nop|jdk14|jcl)|logback-classic|log4j-slf4j2?-impl)-' || true)"
-  [[ "$(printf '%s' "$bindings" | grep -c .)" == 1 ]] ||
-    die "expected exactly one slf4j binding in $LIBS, found: ${bindings:-none}"
-}
-
-fetch() {
-  if libs_ready; then
-    check_slf4j_binding
-    return 0
-  fi
-  # Several MM2_CACHE_DIRs (the test's, the bench's) share one jar folder: one fetch at a time.
-  exec 8>"$LIBS.fetch-lock"
-  flock -w 300 8 || die "could not take $LIBS.fetch-lock within 300 s"
-  if ! libs_ready; then
-    command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ and Java 17 are needed)"
-    log "fetching MirrorMaker 2 jars from Maven Central into $LIBS (once) ..."
-    rm -rf "$LIBS"
-    mkdir -p "$LIBS" "$RUN"
-    # Output goes to a file: Maven 3.8's -q still prints stray colour-reset escapes.
-    if ! mvn -q -B -f "$POM" dependency:copy-dependencies -DoutputDirectory="$LIBS" >"$RUN/fetch.log" 2>&1; then
-      cat "$RUN/fetch.log" >&2
-      die "mvn dependency:copy-dependencies failed (output above, also in $RUN/fetch.log)"
-    fi
-    check_slf4j_binding
-    pom_digest >"$MARKER"
-    log "fetched $(compgen -G "$LIBS/*.jar" | wc -l) jars"
-  fi
-  exec 8>&-
-  check_slf4j_binding
-}
+fetch() { fetch_jars "MirrorMaker 2"; }
 
 # ---------------------------------------------------------------- process helpers
 
@@ -229,21 +197,14 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid deadline
+  local pid
   lock
   if ! pid="$(mm2_pid)"; then
     rm -f "$PID_FILE"
     echo "mirror maker not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + MM2_STOP_TIMEOUT_S))
-  while pid_is_mm2 "$pid" && (( SECONDS < deadline )); do sleep 0.2; done
-  if pid_is_mm2 "$pid"; then
-    log "mirror maker pid $pid still alive after ${MM2_STOP_TIMEOUT_S}s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
+  stop_pid "$pid" "$MM2_STOP_TIMEOUT_S" pid_is_mm2 "mirror maker"
   rm -f "$PID_FILE"
   echo "mirror maker stopped (pid $pid)"
 }
@@ -254,8 +215,7 @@ cmd_kill() {
     echo "mirror maker not running"
     return 0
   fi
-  kill -KILL "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  kill_pid "$pid"
   rm -f "$PID_FILE"
   echo "mirror maker killed (pid $pid)"
 }
