@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
@@ -20,7 +20,8 @@ export const chaos_dir = join(repo_root, '.cache', 'chaos');
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function run(cmd: string, args: string[], env: Record<string, string>, timeout_ms: number) {
+/** Runs a command to its end (bounded: SIGKILL after timeout_ms) and gives its exit code and output. */
+export function run(cmd: string, args: string[], env: Record<string, string>, timeout_ms: number) {
   return new Promise<{ code: number | null; output: string }>((done) => {
     const child = spawn(cmd, args, { env: { ...process.env, ...env }, cwd: repo_root });
     let output = '';
@@ -48,21 +49,25 @@ export interface Broker {
 /** The chaos broker: tools/kafka/kafka.sh with its own ports and cache (never the shared 19092 one). */
 export class ScriptBroker implements Broker {
   readonly port: number;
+  readonly cache_dir: string;
   readonly #env: Record<string, string>;
 
-  constructor(opts: { port?: number; controller_port?: number; cache_dir?: string } = {}) {
+  constructor(opts: { port?: number; controller_port?: number; cache_dir?: string; libs_dir?: string } = {}) {
     this.port = opts.port ?? 29092;
+    this.cache_dir = opts.cache_dir ?? join(repo_root, '.cache', 'kafka-chaos');
     this.#env = {
       KAFKA_PORT: String(this.port),
       KAFKA_CONTROLLER_PORT: String(opts.controller_port ?? this.port + 1),
-      KAFKA_CACHE_DIR: opts.cache_dir ?? join(repo_root, '.cache', 'kafka-chaos'),
+      KAFKA_CACHE_DIR: this.cache_dir,
       KAFKA_HEAP_OPTS: '-Xms256m -Xmx768m',
+      ...(opts.libs_dir ? { KAFKA_LIBS_DIR: opts.libs_dir } : {}),
     };
   }
 
   /**
-   * A throwaway broker on free ports with its own data directory (the jars are shared through a symlink),
-   * so that two `npm test` runs on one machine never kill each other's broker. `dispose()` removes it.
+   * A throwaway broker on free ports with its own data directory (the jars are shared through
+   * KAFKA_LIBS_DIR), so that two `npm test` runs on one machine never kill each other's broker.
+   * `dispose()` removes it.
    */
   static async ephemeral(name: string): Promise<ScriptBroker> {
     const shared = new ScriptBroker();
@@ -70,13 +75,17 @@ export class ScriptBroker implements Broker {
     const cache_dir = join(repo_root, '.cache', `kafka-chaos-${name}-${process.pid}`);
     rmSync(cache_dir, { recursive: true, force: true });
     mkdirSync(cache_dir, { recursive: true });
-    symlinkSync(join(repo_root, '.cache', 'kafka-chaos', 'libs'), join(cache_dir, 'libs'));
-    return new ScriptBroker({ port: await freePort(), controller_port: await freePort(), cache_dir });
+    return new ScriptBroker({
+      port: await freePort(),
+      controller_port: await freePort(),
+      cache_dir,
+      libs_dir: join(shared.cache_dir, 'libs'),
+    });
   }
 
   async dispose(): Promise<void> {
     await this.kill();
-    rmSync(this.#env.KAFKA_CACHE_DIR!, { recursive: true, force: true });
+    rmSync(this.cache_dir, { recursive: true, force: true });
   }
 
   get brokers(): string[] {

@@ -1,7 +1,14 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { foldEvents, judge, readEvents, type Verdict, waitQuiescent } from '../support/ledger-verifier.js';
+import {
+  foldEvents,
+  judge,
+  type RawEvent,
+  readEvents,
+  type Verdict,
+  waitQuiescent,
+} from '../support/ledger-verifier.js';
 
 /**
  * The chaos suite's verifier: test/support/ledger-verifier.ts (independent of src/: its own consumer,
@@ -55,23 +62,35 @@ export async function verifyLedger(opts: {
 }): Promise<ChaosVerdict> {
   await waitQuiescent(opts.brokers, opts.topic_prefix, opts.quiescence_timeout_ms ?? 120_000);
   const events = await readEvents(opts.brokers, `${opts.topic_prefix}.events`, 120_000);
-  const fold = foldEvents(events);
   const balances = opts.base ? await apiBalances(opts.base, opts.run.accounts) : new Map();
-  const verdict = judge(fold, opts.run.acknowledged, balances);
+  return verifyEvents(events, opts.run, balances);
+}
+
+/**
+ * The checks of verifyLedger on events read by the caller (e.g. from a mirrored copy of the events topic in
+ * another cluster, test/region/mirror.test.ts), against balances the caller read through the API.
+ */
+export function verifyEvents(
+  events: RawEvent[],
+  run: RunLog,
+  balances: Map<string, { posted: number; pending: number }>,
+): ChaosVerdict {
+  const fold = foldEvents(events);
+  const verdict = judge(fold, run.acknowledged, balances);
   const raw = events as unknown as Record<string, unknown>[];
   const duplicates = duplicateCommands(raw);
-  const deposits_missing = missingDeposits(raw, opts.run.acknowledged_deposits ?? []);
+  const deposits_missing = missingDeposits(raw, run.acknowledged_deposits ?? []);
   const refunds_wrong = [
-    ...onceEach(raw, 'refund_created', 'refund_id', opts.run.acknowledged_refunds ?? []),
-    ...onceEach(raw, 'payment_captured', 'payment_id', opts.run.acknowledged_captures ?? []),
+    ...onceEach(raw, 'refund_created', 'refund_id', run.acknowledged_refunds ?? []),
+    ...onceEach(raw, 'payment_captured', 'payment_id', run.acknowledged_captures ?? []),
   ];
   return {
     ...verdict,
     acknowledged:
       verdict.acknowledged +
-      (opts.run.acknowledged_deposits?.length ?? 0) +
-      (opts.run.acknowledged_refunds?.length ?? 0) +
-      (opts.run.acknowledged_captures?.length ?? 0),
+      (run.acknowledged_deposits?.length ?? 0) +
+      (run.acknowledged_refunds?.length ?? 0) +
+      (run.acknowledged_captures?.length ?? 0),
     missing: verdict.missing + deposits_missing.length + refunds_wrong.length,
     events_total: events.length,
     duplicate_commands: duplicates.length,

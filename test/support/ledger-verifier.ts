@@ -27,7 +27,7 @@ export interface LedgerFold {
   duplicate_event_ids: string[];
 }
 
-interface RawEvent {
+export interface RawEvent {
   type: string;
   event_id: string;
   account_id: string;
@@ -40,13 +40,22 @@ interface RawEvent {
 }
 
 export async function readEvents(brokers: string[], topic: string, timeout_ms = 60_000): Promise<RawEvent[]> {
+  return (await readPartitionedEvents(brokers, topic, timeout_ms)).map((entry) => entry.event);
+}
+
+/** readEvents with each event's partition, in the order they arrived (per partition: offset order). */
+export async function readPartitionedEvents(
+  brokers: string[],
+  topic: string,
+  timeout_ms = 60_000,
+): Promise<{ partition: number; event: RawEvent }[]> {
   const kafka = new Kafka({ brokers, clientId: 'ledger-verifier', logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
   const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
   await admin.disconnect();
   const pending = new Set([...ends].filter(([, end]) => end > 0n).map(([p]) => p));
-  const events: RawEvent[] = [];
+  const events: { partition: number; event: RawEvent }[] = [];
   if (pending.size === 0) return events;
   const group_id = `ledger-verifier-${randomUUID()}`;
   const consumer = kafka.consumer({ groupId: group_id, readUncommitted: false, maxWaitTimeInMs: 100 });
@@ -68,7 +77,8 @@ export async function readEvents(brokers: string[], topic: string, timeout_ms = 
     eachBatch: async ({ batch }) => {
       const end = ends.get(batch.partition) ?? 0n;
       for (const m of batch.messages)
-        if (m.value && BigInt(m.offset) < end) events.push(unpack(m.value) as RawEvent);
+        if (m.value && BigInt(m.offset) < end)
+          events.push({ partition: batch.partition, event: unpack(m.value) as RawEvent });
     },
   });
   const timer = setTimeout(resolve_done, timeout_ms);

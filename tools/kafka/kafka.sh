@@ -4,6 +4,8 @@
 # everything else lives under $KAFKA_CACHE_DIR (default <repo>/.cache/kafka):
 #   libs/  jars (kept by `reset`)        data/  KRaft storage (log.dirs)
 #   logs/  server.log, kafka.out         run/   pid, server.properties, log4j, cluster.id
+# A second broker (the second region of mirror-maker.sh, tests) sets its own KAFKA_CACHE_DIR and ports,
+# shares the jars with KAFKA_LIBS_DIR and adds settings with KAFKA_EXTRA_PROPERTIES.
 # Usage: tools/kafka/kafka.sh start|stop|status|reset|kill|fetch|tool <Class|alias> [args...]
 set -euo pipefail
 
@@ -18,9 +20,14 @@ KAFKA_TOOL_HEAP_OPTS="${KAFKA_TOOL_HEAP_OPTS:--Xmx512m}"
 KAFKA_START_TIMEOUT_S="${KAFKA_START_TIMEOUT_S:-90}"
 KAFKA_STOP_TIMEOUT_S="${KAFKA_STOP_TIMEOUT_S:-30}"
 KAFKA_CACHE_DIR="${KAFKA_CACHE_DIR:-$REPO_ROOT/.cache/kafka}"
+# Extra server.properties lines (newline-separated), appended last so that they win (java.util.Properties
+# keeps the last value of a key).
+KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 mkdir -p "$KAFKA_CACHE_DIR"
 CACHE="$(cd "$KAFKA_CACHE_DIR" && pwd)"
-LIBS="$CACHE/libs"
+KAFKA_LIBS_DIR="${KAFKA_LIBS_DIR:-$CACHE/libs}"
+mkdir -p "$KAFKA_LIBS_DIR"
+LIBS="$(cd "$KAFKA_LIBS_DIR" && pwd)"
 DATA="$CACHE/data"
 LOGS="$CACHE/logs"
 RUN="$CACHE/run"
@@ -38,6 +45,8 @@ JVM_PERF_OPTS="-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOc
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=common.sh
+source "$SCRIPT_DIR/common.sh"
 
 usage() {
   cat <<EOF
@@ -51,13 +60,12 @@ usage: $(basename "$0") <command> [args]
   tool <ClassName|alias> [args...]   run a Kafka tool with the cached classpath
             aliases: $(tool_aliases)
 env: KAFKA_PORT=$KAFKA_PORT KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT KAFKA_CACHE_DIR=$CACHE
+     KAFKA_LIBS_DIR=$LIBS KAFKA_EXTRA_PROPERTIES (lines appended to server.properties)
      KAFKA_HEAP_OPTS="$KAFKA_HEAP_OPTS" KAFKA_START_TIMEOUT_S=$KAFKA_START_TIMEOUT_S
 EOF
 }
 
 # ---------------------------------------------------------------- jars
-
-pom_digest() { sha256sum "$POM" | cut -d' ' -f1; }
 
 libs_ready() {
   [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]] &&
@@ -66,32 +74,7 @@ libs_ready() {
     compgen -G "$LIBS/slf4j-reload4j-*.jar" >/dev/null
 }
 
-# Exactly one slf4j 1.7 binding, or slf4j picks one at random (or NOP: no log at all).
-check_slf4j_binding() {
-  local bindings
-  bindings="$(cd "$LIBS" && ls -1 | grep -E '^(slf4j-(reload4j|log4j12|simple|nop|jdk14|jcl)|logback-classic|log4j-slf4j2?-impl)-' || true)"
-  [[ "$(printf '%s' "$bindings" | grep -c .)" == 1 ]] ||
-    die "expected exactly one slf4j binding in $LIBS, found: ${bindings:-none}"
-}
-
-fetch() {
-  if libs_ready; then
-    check_slf4j_binding
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ and Java 17 are needed)"
-  log "fetching Apache Kafka jars from Maven Central into $LIBS (once) ..."
-  rm -rf "$LIBS"
-  mkdir -p "$LIBS" "$RUN"
-  # Output goes to a file: Maven 3.8's -q still prints stray colour-reset escapes.
-  if ! mvn -q -B -f "$POM" dependency:copy-dependencies -DoutputDirectory="$LIBS" >"$RUN/fetch.log" 2>&1; then
-    cat "$RUN/fetch.log" >&2
-    die "mvn dependency:copy-dependencies failed (output above, also in $RUN/fetch.log)"
-  fi
-  check_slf4j_binding
-  pom_digest >"$MARKER"
-  log "fetched $(compgen -G "$LIBS/*.jar" | wc -l) jars"
-}
+fetch() { fetch_jars "Apache Kafka"; }
 
 # ---------------------------------------------------------------- process helpers
 
@@ -228,6 +211,9 @@ background.threads=4
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=33554432
 EOF
+  if [[ -n "$KAFKA_EXTRA_PROPERTIES" ]]; then
+    printf '\n# KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$PROPS.tmp.$$"
+  fi
   mv -f "$PROPS.tmp.$$" "$PROPS"
 }
 
@@ -314,21 +300,14 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid deadline
+  local pid
   lock
   if ! pid="$(broker_pid)"; then
     rm -f "$PID_FILE"
     echo "kafka not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$((SECONDS + KAFKA_STOP_TIMEOUT_S))
-  while pid_is_broker "$pid" && (( SECONDS < deadline )); do sleep 0.2; done
-  if pid_is_broker "$pid"; then
-    log "broker pid $pid still alive after ${KAFKA_STOP_TIMEOUT_S}s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
+  stop_pid "$pid" "$KAFKA_STOP_TIMEOUT_S" pid_is_broker broker
   rm -f "$PID_FILE"
   echo "kafka stopped (pid $pid)"
 }
@@ -339,8 +318,7 @@ cmd_kill() {
     echo "kafka not running"
     return 0
   fi
-  kill -KILL "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  kill_pid "$pid"
   rm -f "$PID_FILE"
   echo "kafka killed (pid $pid)"
 }
