@@ -257,10 +257,7 @@ async function measure(
   let restart_ms = 0;
   const killer = (async () => {
     await sleep(Math.max(2_000, (STEADY_S * 1000) / 4));
-    await mm2.kill();
-    const t0 = Date.now();
-    await mm2.start();
-    restart_ms = Date.now() - t0;
+    restart_ms = await mm2.killAndRestart();
   })();
   // Its failure surfaces here, after the load, not as an unhandled rejection while the load runs.
   const killed = killer.then(

@@ -68,6 +68,14 @@ export class MirrorMaker {
   kill = () => this.#cmd('kill', 30_000);
   fetch = () => this.#cmd('fetch', 360_000);
 
+  /** SIGKILL, then a new start (same transactional ids): resolves with how long the start took, in ms. */
+  async killAndRestart(): Promise<number> {
+    await this.kill();
+    const started_ms = Date.now();
+    await this.start();
+    return Date.now() - started_ms;
+  }
+
   async dispose(): Promise<void> {
     await this.kill();
     rmSync(this.cache_dir, { recursive: true, force: true });
