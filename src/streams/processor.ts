@@ -17,6 +17,7 @@ import {
   default_retry_policy,
   eventsEndAfter,
   GenerationMovedError,
+  RequestWithdrawnError,
   type RetryPolicy,
   routeRecords,
   SharedTransactions,
@@ -287,7 +288,9 @@ export class StreamProcessor {
     const shared = this.#shared;
     const factory: CommitterFactory = shared
       ? () => ({
-          connect: () => shared.ready(),
+          // A previous task's transaction of this partition ends first: the restore's committed offset, read
+          // next, must already hold whatever it commits (SharedTransactions.settledFor).
+          connect: () => shared.settledFor(task.partition).then(() => shared.ready()),
           commit: (request) => shared.commit(request),
           disconnect: async () => {}, // the node's producer outlives its tasks
         })
@@ -452,8 +455,9 @@ export class StreamProcessor {
       await this.#commit(task, records, output.events.length, next_offset);
     } catch (err) {
       trace.failed(err);
-      // Closed while the lane applied the chunk: nothing was sent, and closing released the lane state.
-      if (err instanceof TaskNotRunningError) return false;
+      // Closed while the lane applied the chunk, or before its transaction sent the offsets: nothing was
+      // written, and closing released the lane state.
+      if (err instanceof TaskNotRunningError || err instanceof RequestWithdrawnError) return false;
       await this.#recover(task, err);
       return false;
     }
@@ -484,7 +488,9 @@ export class StreamProcessor {
     const onStep = (name: string) => {
       task.activity = `${records.length === 0 ? 'offsets-only ' : ''}commit: ${name}`;
     };
-    const metadata = await producer.commit({ offset, records, group: task.group, onStep });
+    const attempt = task.restore_attempt;
+    const live = () => task.state === 'RUNNING' && task.restore_attempt === attempt;
+    const metadata = await producer.commit({ offset, records, group: task.group, onStep, live });
     task.activity = 'committed';
     // The offset committed covers every deferred read-only chunk before it.
     task.offsetCommitted(next_offset);
@@ -512,7 +518,8 @@ export class StreamProcessor {
       try {
         await this.#commit(task, [], 0, offset);
       } catch (err) {
-        if (!(err instanceof TaskNotRunningError)) await this.#recover(task, err);
+        if (!(err instanceof TaskNotRunningError || err instanceof RequestWithdrawnError))
+          await this.#recover(task, err);
       }
     });
   }

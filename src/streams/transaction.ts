@@ -170,6 +170,12 @@ export interface CommitRequest {
   group?: () => GroupMetadata | null;
   /** Told each step as it starts (a task names it when a shutdown waits for it). */
   onStep?: (step: StepName | 'begin') => void;
+  /**
+   * Node transactions: false once the task that made the request is closed, failed or rebuilt. Its offsets
+   * are then never sent (SharedTransactions): a new task of the partition may already have read the
+   * committed offset and be applying the same commands again.
+   */
+  live?: () => boolean;
   records: TopicMessages[];
 }
 
@@ -343,6 +349,11 @@ export class GenerationMovedError extends Error {
   override name = 'GenerationMovedError';
 }
 
+/** A request whose task ended before its offsets were sent: dropped, nothing of it written. */
+export class RequestWithdrawnError extends Error {
+  override name = 'RequestWithdrawnError';
+}
+
 export class SharedTransactions {
   readonly #o: SharedTransactionsOptions;
   #producer: TransactionalProducer | null = null;
@@ -350,6 +361,9 @@ export class SharedTransactions {
   #ready: Promise<void> | null = null;
   #queue: QueuedCommit[] = [];
   #running = false;
+  /** The partitions of the running transaction, and when it ends (committed or failed). */
+  #running_partitions = new Set<number>();
+  #running_done: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
 
@@ -375,6 +389,7 @@ export class SharedTransactions {
 
   commit(request: Omit<CommitRequest, 'group_id'>): Promise<ProduceAck[]> {
     if (this.#closed) return Promise.reject(new Error('shared transactions closed'));
+    this.#queue = this.#withdrawEnded(this.#queue);
     if (this.#queue.length >= this.#o.requests_max)
       throw new Error(`transaction invariant: more than ${this.#o.requests_max} commit requests queued`);
     if (this.#queue.some((q) => q.request.offset.partition === request.offset.partition))
@@ -384,6 +399,33 @@ export class SharedTransactions {
       this.#queue.push({ request, records_total, resolve, reject });
       this.#schedule();
     });
+  }
+
+  /**
+   * Resolves once no transaction can still send offsets of `partition` or is still settling them: queued
+   * requests of ended tasks are dropped, and a running transaction that holds one of the partition's is
+   * waited for. A restore reads the committed offset only after this: a request of the partition's previous
+   * task (revoked and assigned back in the same generation, by the same member) would otherwise commit its
+   * chunk after that read, and the new task apply the same commands again.
+   */
+  async settledFor(partition: number): Promise<void> {
+    this.#queue = this.#withdrawEnded(this.#queue);
+    if (this.#queue.some((q) => q.request.offset.partition === partition))
+      throw new Error(
+        `transaction invariant: a live commit of partition ${partition} queued during its restore`,
+      );
+    // Bounded: each pass waits for one transaction to end, and a partition's request is in at most one.
+    while (this.#running && this.#running_partitions.has(partition)) await this.#running_done;
+  }
+
+  /** Rejects the requests whose task ended (RequestWithdrawnError); returns the others. */
+  #withdrawEnded(requests: QueuedCommit[]): QueuedCommit[] {
+    const live: QueuedCommit[] = [];
+    for (const q of requests) {
+      if (q.request.live?.() ?? true) live.push(q);
+      else q.reject(new RequestWithdrawnError(`partition ${q.request.offset.partition}: its task ended`));
+    }
+    return live;
   }
 
   async close(): Promise<void> {
@@ -408,6 +450,7 @@ export class SharedTransactions {
 
   /** The requests of the next transaction: in arrival order, up to records_max (at least one). */
   #take(): QueuedCommit[] {
+    this.#queue = this.#withdrawEnded(this.#queue);
     let records = 0;
     let n = 0;
     while (n < this.#queue.length) {
@@ -423,10 +466,14 @@ export class SharedTransactions {
     if (this.#running || this.#closed) return;
     this.#running = true;
     const batch = this.#take();
+    this.#running_partitions = new Set(batch.map((q) => q.request.offset.partition));
+    const run = this.#run(batch);
+    this.#running_done = run.catch(() => {});
     try {
-      await this.#run(batch);
+      await run;
     } finally {
       this.#running = false;
+      this.#running_partitions = new Set();
       this.#schedule();
     }
   }
@@ -435,7 +482,7 @@ export class SharedTransactions {
     const txn = { live: batch };
     try {
       await this.ready();
-      txn.live = this.#dropMovedGenerations(batch);
+      txn.live = this.#dropMovedGenerations(this.#withdrawEnded(batch));
       if (txn.live.length === 0) return;
       const acks = await this.#transaction(txn);
       this.#o.onTransaction?.(
@@ -491,7 +538,7 @@ export class SharedTransactions {
       offsets: txn.live.map((q) => q.request.offset),
       offset: txn.live[0]!.request.offset,
       group: () => {
-        txn.live = this.#dropMovedGenerations(txn.live);
+        txn.live = this.#dropMovedGenerations(this.#withdrawEnded(txn.live));
         if (txn.live.length === 0) throw new GenerationMovedError('every partition of the transaction left');
         merged.offsets = txn.live.map((q) => q.request.offset);
         merged.records = mergeRecords(txn.live.map((q) => q.request.records));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isTransient, kafkaErrorType } from '../../src/streams/kafka-errors.js';
 import { toPortError } from '../../src/streams/platformatic/errors.js';
-import { committedBatches } from '../../src/streams/platformatic/group-consumer.js';
+import { committedBatches, membershipContinues } from '../../src/streams/platformatic/group-consumer.js';
 import { retryDelayMs } from '../../src/streams/platformatic/index.js';
 
 /** A record batch as the client's Fetch parser returns it; control batches carry one marker record. */
@@ -118,5 +118,21 @@ describe('platformatic adapter: retries and error classification', () => {
     // A local failure the client retried is not a broker condition: never transient.
     const local = toPortError(retries(new TypeError('bad argument')), 'produce');
     assert.equal(isTransient(local), false);
+  });
+});
+
+describe('platformatic group consumer: which partitions a rebalance keeps', () => {
+  const before = { member_id: 'm1', generation_id: 7 };
+  it('keeps them in the same or the next generation of the same member', () => {
+    assert.equal(membershipContinues(before, 4, 'm1', 7), true);
+    assert.equal(membershipContinues(before, 4, 'm1', 8), true);
+  });
+  it('revokes every one after a skipped generation or as a new member', () => {
+    assert.equal(membershipContinues(before, 4, 'm1', 9), false, 'generation 8 may have given them away');
+    assert.equal(membershipContinues(before, 4, 'm2', 8), false, 'm1 expired: others owned them meanwhile');
+  });
+  it('nothing to keep: a first join, or partitions already given up locally', () => {
+    assert.equal(membershipContinues(null, 0, 'm1', 1), true);
+    assert.equal(membershipContinues({ member_id: 'm1', generation_id: -1 }, 0, 'm2', 12), true);
   });
 });

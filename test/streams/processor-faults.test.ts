@@ -441,6 +441,37 @@ for (const scope of ['partition', 'node'] as const)
       assert.deepEqual(await h.checkpointedState(), h.foldOfLog(), 'the lane holds the fold of the log');
     });
 
+    it('a partition revoked and assigned back while its commit waits: that chunk is not committed after the new task restored', async () => {
+      // The 2026-12-03 chaos broker-kill violation (node transactions): our consumer gave its partitions up
+      // during an outage and joined again as the same member of the same generation. The old task's request
+      // still waited in the node's transaction; the new task restored from the committed offset and applied
+      // the same commands again, and both commits landed (deposits twice, money created).
+      const h = new Harness(1, 64, 100, 0, scope);
+      harnesses.push(h);
+      await h.start();
+      const account_id = 'acct_regained';
+      assert.ok((await h.send({ type: 'open_account', account_id, currency: 'usd', kind: 'customer' })).ok);
+      // The deposit's offsets step: its first attempt is answered CONCURRENT_TRANSACTIONS after 400 ms.
+      const offsets = h.cluster.step_counts.offsets;
+      h.cluster.faults.push({ step: 'offsets', nth: offsets + 1, fault: 'busy', delay_ms: 400 });
+      const deposit = h.send({ type: 'deposit', account_id, amount: 5, currency: 'usd' });
+      await until(() => h.cluster.step_counts.offsets > offsets, 2_000, 'the deposit in its transaction');
+      h.cluster.rebalance();
+      assert.ok((await deposit).ok);
+      assert.deepEqual(h.cluster.faults, [], `the slow fault was met (fired: ${h.cluster.fired})`);
+      const deposits = () =>
+        h.cluster
+          .committedValues(names.events, 0)
+          .map((v) => decode<DomainEvent>(v))
+          .flatMap((e) => (e.type === 'deposited' ? [e.amount] : []));
+      await until(() => deposits().length >= 1, 2_000, 'the deposit committed');
+      await new Promise((r) => setTimeout(r, 600)); // the old task's chunk would have committed by now
+      assert.deepEqual(deposits(), [5], 'the deposit applied once');
+      const account = await h.send({ type: 'get_account', account_id });
+      assert.equal(account.ok && account.body.posted, 5);
+      assert.deepEqual(await h.checkpointedState(), h.foldOfLog(), 'the lane holds the fold of the log');
+    });
+
     it('a changelog that does not fold even from the start: named on readiness, not retried in a loop', async () => {
       const h = new Harness(1, 64, 100, 0, scope);
       harnesses.push(h);

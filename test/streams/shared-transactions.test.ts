@@ -4,6 +4,7 @@ import type { GroupMetadata, OutRecord } from '../../src/streams/kafka-port.js';
 import {
   default_retry_policy,
   GenerationMovedError,
+  RequestWithdrawnError,
   SharedTransactions,
 } from '../../src/streams/transaction.js';
 import { ScriptedCluster } from '../support/scripted-kafka.js';
@@ -148,6 +149,47 @@ describe('one transaction per node commit', () => {
     assert.deepEqual(values(cluster, 1), ['kept']);
     assert.equal(cluster.committed.get('g')?.get('commands')?.get(0), undefined);
     assert.equal(cluster.committed.get('g')?.get('commands')?.get(1), '11');
+    await shared.close();
+  });
+
+  it('a request whose task ended is withdrawn before its offsets are sent, queued or between attempts', async () => {
+    const { cluster, shared, transactions } = setup();
+    await shared.ready();
+    // The first transaction's offsets: answered CONCURRENT_TRANSACTIONS after 100 ms, then retried.
+    cluster.faults.push({ step: 'offsets', nth: 1, fault: 'busy', delay_ms: 100 });
+    let alive_0 = true;
+    let alive_1 = true;
+    const running = shared.commit({ ...request(0, ['old0']), live: () => alive_0 });
+    await started();
+    const queued = shared.commit({ ...request(1, ['old1']), live: () => alive_1 });
+    const other = shared.commit(request(2, ['c2']));
+    alive_0 = false; // both tasks close while the first transaction waits for its coordinator
+    alive_1 = false;
+    await assert.rejects(running, RequestWithdrawnError);
+    await assert.rejects(queued, RequestWithdrawnError);
+    await other;
+    assert.deepEqual(transactions, [1], 'only the live request committed');
+    await settled(cluster);
+    assert.deepEqual([values(cluster, 0), values(cluster, 1)], [[], []], 'the ended tasks wrote nothing');
+    assert.equal(cluster.committed.get('g')?.get('commands')?.get(0), undefined);
+    assert.equal(cluster.committed.get('g')?.get('commands')?.get(1), undefined);
+    // A new task of partition 1 commits at once: the ended one's request no longer holds its place.
+    await shared.commit(request(1, ['new1']));
+    await shared.close();
+  });
+
+  it("settledFor waits for the running transaction that holds the partition's request, not for others", async () => {
+    const { cluster, shared } = setup();
+    await shared.ready();
+    cluster.faults.push({ step: 'end_txn', nth: 1, fault: 'busy', delay_ms: 150 });
+    const running = shared.commit(request(0, ['a0'])).catch((err) => err);
+    await started();
+    const order: string[] = [];
+    const p0 = shared.settledFor(0).then(() => order.push('p0 settled'));
+    const p3 = shared.settledFor(3).then(() => order.push('p3 settled'));
+    void running.then(() => order.push('transaction ended'));
+    await Promise.all([p0, p3, running]);
+    assert.deepEqual(order, ['p3 settled', 'transaction ended', 'p0 settled']);
     await shared.close();
   });
 

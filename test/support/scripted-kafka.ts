@@ -68,6 +68,8 @@ export class ScriptedCluster {
   marker_delay_ms = 30;
   #txn_serial = 0;
   readonly member_id = `member-${randomUUID()}`;
+  /** Set by the group consumer once started: see rebalance(). */
+  #rebalance: (() => void) | null = null;
 
   createTopic(topic: string, partitions: number): void {
     this.logs.set(
@@ -180,6 +182,21 @@ export class ScriptedCluster {
       txn.serial = ++this.#txn_serial;
     }
     return txn;
+  }
+
+  /**
+   * Every partition revoked, then assigned back to the same member in the same generation: what a follower
+   * of a stable group gets when it joins again (the coordinator answers its JoinGroup with the current
+   * generation), e.g. after our consumer gave its partitions up for want of heartbeats during an outage.
+   * Batches fetched before become stale; positions restart from the committed offsets.
+   */
+  rebalance(): void {
+    if (!this.#rebalance) throw new Error('scripted kafka: rebalance() before the consumer started');
+    this.#rebalance();
+  }
+
+  onRebalance(fn: () => void): void {
+    this.#rebalance = fn;
   }
 
   /** The Kafka port (src/streams/kafka-port.ts) over this cluster: what the engine is wired to. */
@@ -367,6 +384,13 @@ class ScriptedConsumer implements GroupConsumer {
     for (const p of all) this.#position.set(p, Number(committed?.get(p) ?? 0));
     this.#running = true;
     h.onAssignment?.({ member_id: this.cluster.member_id, partitions: all });
+    this.cluster.onRebalance(() => {
+      for (const p of all) this.#seek_generation.set(p, (this.#seek_generation.get(p) ?? 0) + 1);
+      h.onAssignment?.({ member_id: this.cluster.member_id, partitions: [] });
+      const now = this.cluster.committed.get(this.group_id)?.get(this.topic);
+      for (const p of all) this.#position.set(p, Number(now?.get(p) ?? 0));
+      h.onAssignment?.({ member_id: this.cluster.member_id, partitions: all });
+    });
     // Fetching starts after start() returns, as with a real client: seeks and pauses made right after apply.
     this.#stopped = sleep(0).then(() => this.#loop(all, h));
   }

@@ -94,6 +94,26 @@ export function committedBatches(part: FetchedPartition): FetchedBatchRecords[] 
   return kept;
 }
 
+/**
+ * A partition is kept across a rebalance only if nobody else can have owned it in between: the same member,
+ * in the same or the next generation. A new member id (the old one expired) or a skipped generation (a
+ * SyncGroup refused by a later rebalance) means other members may have owned and advanced any of our
+ * partitions: every one is revoked first, then assigned as new (its task restored). A generation below 0 is
+ * ours: partitions given up locally (#checkMembership), none left to keep.
+ */
+export function membershipContinues(
+  previous: Pick<GroupMetadata, 'member_id' | 'generation_id'> | null,
+  assigned_total: number,
+  member_id: string,
+  generation_id: number,
+): boolean {
+  if (previous === null || previous.generation_id < 0 || assigned_total === 0) return true;
+  return (
+    previous.member_id === member_id &&
+    (generation_id === previous.generation_id || generation_id === previous.generation_id + 1)
+  );
+}
+
 export class PlatformaticGroupConsumer implements GroupConsumer {
   readonly #o: GroupConsumerOptions;
   readonly #client: BaseClientOptions;
@@ -160,6 +180,11 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     const consumer = this.#consumer;
     if (!consumer) return;
     const partitions = payload.assignments?.find((a) => a.topic === this.#o.topic)?.partitions ?? [];
+    const generation_id = payload.generationId ?? consumer.generationId;
+    if (!membershipContinues(this.#group, this.#assigned.size, payload.memberId, generation_id))
+      this.#revokeAll(
+        'membership did not continue (new member id or a skipped generation): every partition revoked',
+      );
     const next = new Set(partitions);
     for (const p of this.#assigned) {
       if (next.has(p)) continue;
@@ -176,12 +201,26 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
     }
     this.#group = {
       group_id: this.#o.group_id,
-      generation_id: payload.generationId ?? consumer.generationId,
+      generation_id,
       member_id: payload.memberId,
       coordinator_id: consumer.coordinatorId ?? -1,
     };
     this.#h?.onAssignment?.({ member_id: payload.memberId, partitions: [...next].sort((a, b) => a - b) });
     this.#wake();
+  }
+
+  /** Revokes every partition (told to the handler as an empty assignment); `why` is logged. */
+  #revokeAll(why: string | null): void {
+    const previous = this.#group;
+    if (why !== null)
+      this.#client.log.warn({ group: this.#o.group_id, previous, partitions: [...this.#assigned] }, why);
+    for (const p of this.#assigned) {
+      this.#positions.delete(p);
+      this.#paused.delete(p);
+      this.#bump(p);
+    }
+    this.#assigned.clear();
+    this.#h?.onAssignment?.({ member_id: previous?.member_id ?? '', partitions: [] });
   }
 
   #bump(partition: number): void {
@@ -233,7 +272,9 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
       'no successful heartbeat for a session timeout: partitions revoked, joining the group again',
     );
     try {
-      this.#onJoin({ memberId: consumer.memberId ?? '', generationId: -1, assignments: [] });
+      this.#revokeAll(null);
+      // Until the join answers: a generation no coordinator accepts.
+      if (this.#group) this.#group = { ...this.#group, generation_id: -1 };
       await classified('rejoin group', () => consumer.joinGroup({}));
       this.#member_since_ms = Date.now();
     } catch (err) {
