@@ -43,6 +43,11 @@ async function main(): Promise<void> {
     lanes: config.lanes_effective,
     partitions_total: config.partitions,
     lane_queue_max: config.lane_batches_in_flight_max * config.partitions,
+    onLaneLost: (lane, why) => {
+      log.fatal({ lane, why }, 'lane worker lost: its partitions lost their actor state; stopping');
+      process.exitCode = 1;
+      process.kill(process.pid, 'SIGTERM');
+    },
     domain_config: {
       risk_rules: riskRules(config),
       payment_rows_reserved: config.payment_rows_reserved,

@@ -36,8 +36,13 @@ interface Actors {
   dirty: DirtyTracker;
 }
 const partitions = new Map<number, Actors>();
+/** The seq of the last op this lane ran: ops arrive numbered in the order they were queued (Lanes.#runOn). */
+let seq_last = 0;
 
 export default function run(task: LaneTask): unknown {
+  if (task.seq !== seq_last + 1)
+    throw new Error(`lane invariant: op ${task.op} #${task.seq} ran after #${seq_last}: out of queue order`);
+  seq_last = task.seq;
   switch (task.op) {
     case 'apply':
       return move(applyBatch(task.partition, task.partitions_total, task.input));

@@ -1,6 +1,6 @@
 import { Piscina } from 'piscina';
 import type { DomainConfig } from '../domain/index.js';
-import type { LaneStats, LaneTask } from './protocol.js';
+import type { LaneOp, LaneStats, LaneTask } from './protocol.js';
 
 /** The changelog does not fold onto the loaded state: the checkpoint it started from disagrees with it. */
 export class ReplayDisagreementError extends Error {
@@ -20,6 +20,16 @@ export class ReplayDisagreementError extends Error {
 export class Lanes {
   readonly #pools: Piscina[];
   readonly #partitions_total: number;
+  #closing = false;
+  readonly #queue_max: number;
+  /** The last op queued on each lane (LaneTask.seq). */
+  readonly #seq: number[];
+  /**
+   * The partitions loaded on their lane as of the ops queued so far (each lane runs its ops in queue order),
+   * with the call stack of the op that last loaded or dropped each: an op on a partition that is not loaded
+   * is a processor bug, and the error names who dropped it. Bounded by partitions_total.
+   */
+  readonly #loaded = new Map<number, { loaded: boolean; by: string }>();
 
   constructor(opts: {
     lanes: number;
@@ -27,23 +37,38 @@ export class Lanes {
     /** Tasks queued per lane beyond the one running; piscina rejects past it. */
     lane_queue_max: number;
     domain_config?: Partial<DomainConfig>;
+    /**
+     * A lane's worker thread ended while the pool was open: piscina starts a new one, empty, and every
+     * partition of the lane lost its actor state. The node must stop (crash-only) rather than go on.
+     */
+    onLaneLost?: (lane: number, why: string) => void;
   }) {
     if (opts.lanes < 1) throw new Error('lanes must be ≥ 1');
     this.#partitions_total = opts.partitions_total;
     const filename = workerFilename();
-    this.#pools = Array.from(
-      { length: opts.lanes },
-      () =>
-        new Piscina({
-          filename,
-          minThreads: 1,
-          maxThreads: 1,
-          concurrentTasksPerWorker: 1,
-          maxQueue: opts.lane_queue_max,
-          idleTimeout: Number.POSITIVE_INFINITY,
-          workerData: { domain_config: opts.domain_config ?? {} },
-        }),
-    );
+    this.#queue_max = opts.lane_queue_max;
+    this.#seq = Array.from({ length: opts.lanes }, () => 0);
+    this.#pools = Array.from({ length: opts.lanes }, (_, lane) => {
+      const pool = new Piscina({
+        filename,
+        minThreads: 1,
+        maxThreads: 1,
+        concurrentTasksPerWorker: 1,
+        stricterFIFO: true, // see #runOn
+        maxQueue: opts.lane_queue_max,
+        idleTimeout: Number.POSITIVE_INFINITY,
+        workerData: { domain_config: opts.domain_config ?? {} },
+      });
+      let created_total = 0;
+      pool.on('workerCreate', () => {
+        if (++created_total > 1) opts.onLaneLost?.(lane, `worker thread replaced (${created_total} created)`);
+      });
+      pool.on('workerDestroy', () => {
+        if (!this.#closing) opts.onLaneLost?.(lane, `worker thread ended: ${new Error().stack}`);
+      });
+      pool.on('error', (err: unknown) => opts.onLaneLost?.(lane, `worker error: ${(err as Error)?.stack}`));
+      return pool;
+    });
   }
 
   get count(): number {
@@ -55,17 +80,19 @@ export class Lanes {
   }
 
   async apply(partition: number, input: Uint8Array): Promise<Uint8Array> {
-    const task: LaneTask = { op: 'apply', partition, partitions_total: this.#partitions_total, input };
+    this.#assertLoaded(partition, 'apply');
+    const task: LaneOp = { op: 'apply', partition, partitions_total: this.#partitions_total, input };
     return (await this.#run(partition, task, [input.buffer as ArrayBuffer])) as Uint8Array;
   }
 
   async load(partition: number, parts: Uint8Array | null): Promise<void> {
+    this.#record(partition, true);
     await this.#run(partition, { op: 'load', partition, parts }, parts ? [parts.buffer as ArrayBuffer] : []);
   }
 
   /** Throws ReplayDisagreementError when an event does not apply to the partition's loaded state. */
   async replay(partition: number, input: Uint8Array): Promise<void> {
-    const task: LaneTask = { op: 'replay', partition, input };
+    const task: LaneOp = { op: 'replay', partition, input };
     const result = (await this.#run(partition, task, [input.buffer as ArrayBuffer])) as {
       invariant_failed: string;
     } | null;
@@ -73,11 +100,13 @@ export class Lanes {
   }
 
   async drop(partition: number): Promise<void> {
+    this.#record(partition, false);
     await this.#run(partition, { op: 'drop', partition }, []);
   }
 
   /** A msgpack CheckpointDelta of what changed on the partition since its last checkpoint. */
   async checkpoint(partition: number): Promise<Uint8Array> {
+    this.#assertLoaded(partition, 'checkpoint');
     return (await this.#run(partition, { op: 'checkpoint', partition }, [])) as Uint8Array;
   }
 
@@ -87,7 +116,7 @@ export class Lanes {
 
   async stats(): Promise<LaneStats[]> {
     return Promise.all(
-      this.#pools.map((pool) => pool.run({ op: 'stats' } satisfies LaneTask) as Promise<LaneStats>),
+      this.#pools.map((_, lane) => this.#runOn(lane, { op: 'stats' }, []) as Promise<LaneStats>),
     );
   }
 
@@ -96,12 +125,42 @@ export class Lanes {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await Promise.all(this.#pools.map((pool) => pool.destroy()));
   }
 
-  #run(partition: number, task: LaneTask, transferList: ArrayBuffer[]): Promise<unknown> {
-    const pool = this.#pools[this.laneOf(partition)]!;
-    return pool.run(task, { transferList });
+  #record(partition: number, loaded: boolean): void {
+    if (partition < 0 || partition >= this.#partitions_total)
+      throw new Error(`lane invariant: partition ${partition} out of 0..${this.#partitions_total - 1}`);
+    const by = new Error().stack?.split('\n').slice(2, 12).join(' | ') ?? '';
+    this.#loaded.set(partition, { loaded, by });
+  }
+
+  #assertLoaded(partition: number, op: string): void {
+    const entry = this.#loaded.get(partition);
+    if (entry?.loaded) return;
+    const origin = entry ? `dropped by ${entry.by}` : 'never loaded';
+    throw new Error(`lane invariant: ${op} of partition ${partition}, which is not loaded (${origin})`);
+  }
+
+  #run(partition: number, op: LaneOp, transferList: ArrayBuffer[]): Promise<unknown> {
+    return this.#runOn(this.laneOf(partition), op, transferList);
+  }
+
+  /**
+   * Ops of one partition must run in the order they are queued (a drop then a load, say). piscina's default
+   * queue does not keep it: a queued task it cannot hand to the busy worker goes back to the tail
+   * (piscina 5.3, `stricterFIFO: false`), which reordered a new task's load before the old task's drop and
+   * stopped nodes with `partition N is not loaded on this lane` (RELIABILITY.md, 2026-12-04). The pools
+   * run with stricterFIFO, and the lane asserts each op's `seq`.
+   */
+  #runOn(lane: number, op: LaneOp, transferList: ArrayBuffer[]): Promise<unknown> {
+    const pool = this.#pools[lane]!;
+    // Refused here rather than by piscina: a task piscina refused would leave a gap in the lane's seq.
+    if (pool.queueSize >= this.#queue_max)
+      return Promise.reject(new Error(`lane ${lane}: more than ${this.#queue_max} tasks queued`));
+    const seq = ++this.#seq[lane]!;
+    return pool.run({ ...op, seq } satisfies LaneTask, { transferList });
   }
 }
 

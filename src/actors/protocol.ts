@@ -1,5 +1,9 @@
-/** Messages between the stream loop (main thread) and a lane (worker thread). Buffers are transferred. */
-export type LaneTask =
+/**
+ * Messages between the stream loop (main thread) and a lane (worker thread). Buffers are transferred. Each
+ * carries `seq`, its place in the lane's queue (LaneTaskOf): the lane runs them in exactly that order.
+ */
+export type LaneTask = LaneOp & { seq: number };
+export type LaneOp =
   | { op: 'apply'; partition: number; partitions_total: number; input: Uint8Array }
   | { op: 'replay'; partition: number; input: Uint8Array }
   /** `parts`: msgpack CheckpointParts from Redis, or null to start empty (then replay from offset 0). */
