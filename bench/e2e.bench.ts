@@ -1,7 +1,7 @@
 /**
  * End-to-end benchmark: `npm run bench:e2e [-- --quick] [--duration S] [--rate R] [--connections C]
  * [--ws-connections N --pipeline P] [--threads T] [--accounts A] [--partitions P] [--pg-pool N]
- * [--skip hello,node,ws,fastify,broker] [--cpu-prof DIR] [--clients kafkajs,platformatic]`.
+ * [--skip hello,node,ws,fastify,broker] [--cpu-prof DIR]`.
  *
  * Everything through the same generator (loadtest/), the same workload and the same machine, in one run:
  *   1. baseline (a) uWebSockets.js hello world: closed loop, C connections (the machine's HTTP ceiling)
@@ -26,7 +26,8 @@ import { Kafka, logLevel } from 'kafkajs';
 import { parseOptions } from '../loadtest/options.js';
 import type { Report } from '../loadtest/report.js';
 import { runLoadtest, type SeededAccounts, seedAccounts, summaryText } from '../loadtest/run.js';
-import { kafkajsPort } from '../src/streams/kafkajs/index.js';
+import { createLogger } from '../src/log.js';
+import { platformaticPort } from '../src/streams/platformatic/index.js';
 import { ensureTopics, replyTopic, topicNames } from '../src/streams/topics.js';
 
 const { values: args } = parseArgs({
@@ -45,7 +46,6 @@ const { values: args } = parseArgs({
     'perf-records': { type: 'string' },
     skip: { type: 'string', default: '' },
     'cpu-prof': { type: 'string' },
-    clients: { type: 'string', default: 'kafkajs' },
   },
 });
 const QUICK = args.quick ?? false;
@@ -59,15 +59,10 @@ const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',');
 const redis_url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const run_id = Date.now().toString(36);
 const prefix = `bench-e2e-${run_id}`;
-/** Kafka clients behind the node's port, in run order: each gets its own node, topics and phases. */
-const CLIENTS = (args.clients ?? 'kafkajs').split(',').map((c) => c.trim());
-for (const c of CLIENTS) if (c !== 'kafkajs' && c !== 'platformatic') throw new Error(`unknown client ${c}`);
-/** The running node's topic prefix (the first client's is `prefix`). */
-let node_prefix = prefix;
-let node_client = CLIENTS[0]!;
-/** Row names of the node's runs: `node, …` for the first client, `node (client), …` for the others. */
-const nodeName = (run: string, client = node_client) =>
-  client === CLIENTS[0] ? `node, ${run}` : `node (${client}), ${run}`;
+/** The node's topic prefix. */
+const node_prefix = prefix;
+/** Row names of the node's runs. */
+const nodeName = (run: string) => `node, ${run}`;
 const report_dir = join(
   repo_root,
   'loadtest',
@@ -265,7 +260,6 @@ async function startNode(): Promise<NodeRun> {
     REDIS_URL: redis_url,
     TOPIC_PREFIX: node_prefix,
     REDIS_KEY_PREFIX: `${node_prefix}:`,
-    KAFKA_CLIENT: node_client,
     NODE_ID: `bench-${run_id}`,
     PORT: String(PORTS.node),
     LOG_LEVEL: 'warn',
@@ -296,8 +290,9 @@ async function startNode(): Promise<NodeRun> {
  * (reported to the stream owners). The node then finds its topics existing, as in production.
  */
 async function precreateTopics(node_id: string): Promise<void> {
-  const kafka = new Kafka({ brokers, clientId: 'bench-e2e', logLevel: logLevel.NOTHING });
-  const admin = kafkajsPort(kafka).admin();
+  // The node's own ensureTopics, over the node's client (the port's admin).
+  const log = createLogger('silent', 'bench-e2e');
+  const admin = platformaticPort({ brokers, client_id: 'bench-e2e', log }).admin();
   await admin.connect();
   try {
     await ensureTopics(admin, {
@@ -481,11 +476,9 @@ function printTable(): void {
  * This machine's limit for the node: the broker's raw produce rate (same record size, acks=all) divided by
  * the records the node actually wrote per answered payment in its closed-loop run.
  */
-function brokerCeiling(
-  client = CLIENTS[0]!,
-): { raw: number; records_per_answer: number; per_s: number } | null {
+function brokerCeiling(): { raw: number; records_per_answer: number; per_s: number } | null {
   const broker = rows.find((r) => r.name.includes('broker raw'));
-  const per = rows.find((r) => r.name.includes(nodeName('closed loop HTTP', client)))?.records_per_answer;
+  const per = rows.find((r) => r.name.includes(nodeName('closed loop HTTP')))?.records_per_answer;
   if (!broker || per === undefined || per <= 0) return null;
   return { raw: broker.per_s, records_per_answer: per, per_s: broker.per_s / per };
 }
@@ -495,22 +488,22 @@ function ratio(a: Row | undefined, b: Row | undefined): string {
   return `${(a.per_s / b.per_s).toFixed(2)}×`;
 }
 
-function printRatios(common_rate: number | null, client: string): void {
+function printRatios(common_rate: number | null): void {
   const find = (s: string) => rows.find((r) => r.name.includes(s));
-  const node_closed = find(nodeName('closed loop HTTP', client));
-  const node_ws = find(nodeName('WebSocket', client));
+  const node_closed = find(nodeName('closed loop HTTP'));
+  const node_ws = find(nodeName('WebSocket'));
   const hello = find('uWS hello');
   const fastify = find('Fastify + PostgreSQL, closed');
   const fastify_open = find('Fastify + PostgreSQL, open');
-  const node_common = common_rate === null ? undefined : find(nodeName(`open loop ${common_rate}/s`, client));
-  const node_goal = find(nodeName(`open loop ${GOAL_RATE}/s`, client));
+  const node_common = common_rate === null ? undefined : find(nodeName(`open loop ${common_rate}/s`));
+  const node_goal = find(nodeName(`open loop ${GOAL_RATE}/s`));
   const broker = find('broker raw');
-  say(`\nratios (same run), node on ${client}:`);
+  say('\nratios (same run):');
   say(
     `  node HTTP closed loop / uWS hello world: ${ratio(node_closed, hello)} (share of the machine's HTTP ceiling)`,
   );
   say(`  node HTTP closed loop / Fastify + PostgreSQL: ${ratio(node_closed, fastify)} (goal ≥ 5×)`);
-  const ceiling = brokerCeiling(client);
+  const ceiling = brokerCeiling();
   if (ceiling && node_closed)
     say(
       `  node HTTP closed loop / broker-bound ceiling: ${((100 * node_closed.per_s) / ceiling.per_s).toFixed(1)} % (goal ≥ 25 %)`,
@@ -548,20 +541,6 @@ function printRatios(common_rate: number | null, client: string): void {
     );
 }
 
-/** Each other client's node against the first one's, run by run (issue 13's go/no-go). */
-function printClientRatios(): void {
-  const base = CLIENTS[0]!;
-  say(`\nclients (same run), each against ${base}:`);
-  for (const client of CLIENTS.slice(1)) {
-    for (const b of rows.filter((r) => r.name.startsWith(nodeName('', base)))) {
-      const run = b.name.slice(nodeName('', base).length);
-      const a = rows.find((r) => r.name === nodeName(run, client));
-      if (!a) continue;
-      say(`  ${client} / ${base}, ${run}: ${ratio(a, b)} answers/s; p99 ${a.p99_ms} ms vs ${b.p99_ms} ms`);
-    }
-  }
-}
-
 async function main(): Promise<number> {
   if (!existsSync(join(repo_root, 'dist', 'node.js')))
     throw new Error('dist/node.js missing: npm run build first');
@@ -572,11 +551,7 @@ async function main(): Promise<number> {
   let node: NodeRun | null = null;
   try {
     if (!SKIP.has('hello')) await helloPhase();
-    for (const [index, client] of CLIENTS.entries()) {
-      node_client = client;
-      node_prefix = index === 0 ? prefix : `${prefix}-${client}`;
-      if (SKIP.has('node')) break;
-      note(`\n== node on ${client}`);
+    if (!SKIP.has('node')) {
       node = await startNode();
       await phase(
         nodeName('closed loop HTTP'),
@@ -591,8 +566,8 @@ async function main(): Promise<number> {
           ['--ws', '--connections', args['ws-connections']!, '--pipeline', args.pipeline!],
           node.accounts,
         );
-      if (index === 0 && !SKIP.has('fastify')) {
-        // Fastify runs while the first node idles: same machine, same run.
+      if (!SKIP.has('fastify')) {
+        // Fastify runs while the node idles: same machine, same run.
         common_rate = await fastifyPhases();
       }
       if (common_rate !== null)
@@ -609,7 +584,7 @@ async function main(): Promise<number> {
         node.accounts,
       );
       verify_ok = verify_ok && (last.verify?.ok ?? false);
-      if (index === 0) record_size = await commandRecordSize();
+      record_size = await commandRecordSize();
       await stopServer(node.child);
       node = null;
     }
@@ -622,8 +597,7 @@ async function main(): Promise<number> {
     if (!SKIP.has('node')) await cleanupNode().catch((e: unknown) => note(`cleanup: ${String(e)}`));
   }
   printTable();
-  for (const client of CLIENTS) printRatios(common_rate, client);
-  if (CLIENTS.length > 1) printClientRatios();
+  printRatios(common_rate);
   if (args['cpu-prof'])
     say(
       `cpu profiles: ${readdirSync(args['cpu-prof']).length} files in ${args['cpu-prof']} (summary: node --import tsx bench/stream-profile.ts ${args['cpu-prof']}/*.cpuprofile)`,

@@ -30,8 +30,7 @@ import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import { partitionOf } from '../src/protocol/route.js';
 import { parseBrokers } from '../src/streams/kafka-port.js';
-import { createKafka } from '../src/streams/kafkajs/client.js';
-import { kafkajsPort } from '../src/streams/kafkajs/index.js';
+import { platformaticPort } from '../src/streams/platformatic/index.js';
 
 /** What a committed `create_payment` reply looks like (the payment view), made from the command itself. */
 export function syntheticReply(command: Command): Reply {
@@ -175,9 +174,8 @@ async function main(): Promise<void> {
   const log = createLogger(config.log_level, 'bench-gateway', pino.destination(2));
   const metrics = createMetrics();
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
-  const kafka = createKafka({ brokers, client_id: `bench-gateway-${process.pid}`, log });
   const sender = new CommandSender({
-    kafka: kafkajsPort(kafka),
+    kafka: platformaticPort({ brokers, client_id: `bench-gateway-${process.pid}`, log }),
     topic,
     linger_ms: config.produce_linger_ms,
     batch_max: config.produce_batch_max,

@@ -28,12 +28,10 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import pino from 'pino';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/log.js';
 import { parseBrokers } from '../src/streams/kafka-port.js';
-import { createKafka } from '../src/streams/kafkajs/client.js';
 import { formatSummary, summarizeProfile } from './gateway-profile.js';
+import { rawKafka } from './raw-kafka.js';
 
 const quick = process.argv.includes('--quick');
 const profile_wanted =
@@ -364,9 +362,8 @@ async function main(): Promise<void> {
   writeFileSync(script, wrkScript(bodies));
   const body_sizes = bodies.map((b) => Buffer.byteLength(b));
 
-  const log = createLogger('warn', 'bench-gateway', pino.destination(2));
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
-  const kafka = createKafka({ brokers, client_id: `bench-gateway-${run_id}`, log });
+  const kafka = rawKafka(brokers, `bench-gateway-${run_id}`);
   const admin = kafka.admin();
   const broker_pid = brokerPid();
   const targets: Target[] = [];

@@ -39,11 +39,10 @@ const atLeastOnceCommitter: CommitterFactory = (ctx) => {
 };
 
 export interface Env {
+  /** A plain kafkajs client for the fixtures (preload, admin): independent of the node's client. */
   kafka: Kafka;
-  /** The node's port over `kafka`: what the processor and the replay use. */
+  /** The node's port (@platformatic/kafka): what the processor and the replay use. */
   port: KafkaPort;
-  /** The port carries the group generation (KIP-447): exactly-once runs one transaction per node commit. */
-  kip447?: boolean;
   admin: Admin;
   redis: Redis;
   log: Logger;
@@ -103,8 +102,8 @@ async function wire(
     log: env.log,
     metrics,
     ...(o.guarantee === 'at_least_once' ? { committer: atLeastOnceCommitter } : {}),
-    // As the node does (transaction_scope auto): per node on a KIP-447 client, per partition otherwise.
-    ...(o.guarantee === 'exactly_once' && env.kip447
+    // As the node does (transaction_scope auto): one transaction per node commit.
+    ...(o.guarantee === 'exactly_once'
       ? {
           transactions: {
             per: 'node' as const,

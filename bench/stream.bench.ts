@@ -25,10 +25,9 @@ import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import { Checkpoints } from '../src/streams/checkpoints.js';
 import { parseBrokers } from '../src/streams/kafka-port.js';
-import { createKafka } from '../src/streams/kafkajs/client.js';
-import { kafkajsPort } from '../src/streams/kafkajs/index.js';
 import { platformaticPort } from '../src/streams/platformatic/index.js';
 import { ensureTopics, replyTopic, topicNames } from '../src/streams/topics.js';
+import { rawKafka } from './raw-kafka.js';
 import { writeSyntheticCheckpoints } from './stream-checkpoint.js';
 import {
   type CpuSample,
@@ -51,11 +50,6 @@ const { values: args } = parseArgs({
     'checkpoint-accounts': { type: 'string' },
     /** Only the preload and the two loops (for batch-size or partition-count experiments). */
     'loops-only': { type: 'boolean', default: false },
-    /**
-     * Kafka clients behind the port, comma-separated: the first runs every phase; each other one runs the
-     * exactly-once loop again on its own topics, in the same run (issue 13's go/no-go).
-     */
-    clients: { type: 'string', default: 'kafkajs' },
   },
 });
 const int = (text: string | undefined, fallback: number) => (text === undefined ? fallback : Number(text));
@@ -76,14 +70,6 @@ const config = loadConfig();
 const key_prefix = `${config.redis_key_prefix}bench-stream-${run_id}:`;
 const BATCH = int(args['batch-size'], config.batch_size_max);
 const created_topics: string[] = [];
-const CLIENTS = (args.clients ?? 'kafkajs').split(',').map((c) => c.trim());
-for (const c of CLIENTS) if (c !== 'kafkajs' && c !== 'platformatic') throw new Error(`unknown client ${c}`);
-
-function portOf(env: Env, client: string) {
-  if (client === 'kafkajs') return env.port;
-  const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
-  return platformaticPort({ brokers, client_id: `bench-stream-${run_id}`, log: env.log });
-}
 
 async function main(): Promise<void> {
   const env = await connect();
@@ -114,7 +100,8 @@ async function main(): Promise<void> {
 async function connect(): Promise<Env> {
   const log = createLogger('warn', 'bench-stream', pino.destination(2));
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
-  const kafka = createKafka({ brokers, client_id: `bench-stream-${run_id}`, log });
+  // Fixtures (preload, topic admin, end offsets) on a plain kafkajs client; the processor on the node's port.
+  const kafka = rawKafka(brokers, `bench-stream-${run_id}`);
   const admin = kafka.admin();
   await admin.connect();
   const redis = new Redis(config.redis_url, { maxRetriesPerRequest: 1 });
@@ -122,7 +109,7 @@ async function connect(): Promise<Env> {
   const redis_pid = Number(/process_id:(\d+)/.exec(server_info)?.[1] ?? Number.NaN);
   return {
     kafka,
-    port: kafkajsPort(kafka),
+    port: platformaticPort({ brokers, client_id: `bench-stream-${run_id}`, log }),
     admin,
     redis,
     log,
@@ -202,7 +189,6 @@ async function phases(env: Env): Promise<void> {
   workload.messages.length = 0; // let the records go before the runs
 
   const timeout_ms = Math.max(300_000, COMMANDS * 2);
-  const first: Env = { ...env, port: portOf(env, CLIENTS[0]!), kip447: CLIENTS[0] === 'platformatic' };
   const loopOn = (e: Env, names: typeof eos, guarantee: 'exactly_once' | 'at_least_once', app_id: string) =>
     runLoop(e, {
       names,
@@ -214,34 +200,10 @@ async function phases(env: Env): Promise<void> {
       timeout_ms,
       progress: note,
     });
-  say(`client ${CLIENTS[0]}:`);
-  const r_eos = await loopOn(first, eos, 'exactly_once', `${prefix}-eos`);
+  const r_eos = await loopOn(env, eos, 'exactly_once', `${prefix}-eos`);
   reportLoop(r_eos);
-  const r_alo = await loopOn(first, alo, 'at_least_once', `${prefix}-alo`);
+  const r_alo = await loopOn(env, alo, 'at_least_once', `${prefix}-alo`);
   reportLoop(r_alo);
-  for (const client of CLIENTS.slice(1)) {
-    // Same workload on fresh topics; the generator's records were released, so it is generated again.
-    const names = await createStreamTopics(env, `${prefix}-eos-${client}`);
-    const again = generateWorkload({
-      commands_total: COMMANDS,
-      accounts_total: ACCOUNTS,
-      partitions_total: PARTITIONS,
-    });
-    await preload(env.kafka, names.commands, again.messages, PARTITIONS);
-    again.messages.length = 0;
-    say(`client ${client}:`);
-    const r = await loopOn(
-      { ...env, port: portOf(env, client), kip447: client === 'platformatic' },
-      names,
-      'exactly_once',
-      `${prefix}-eos-${client}`,
-    );
-    reportLoop(r);
-    say(
-      `  ${client} / ${CLIENTS[0]} exactly-once commands/s: ${fmt(r_eos.elapsed_s / r.elapsed_s, 2)}× ` +
-        `(${fmt(COMMANDS / r.elapsed_s)} vs ${fmt(COMMANDS / r_eos.elapsed_s)})`,
-    );
-  }
   if (args['loops-only']) {
     say(`ratio: EOS/ALO = ${fmt(r_eos.elapsed_s > 0 ? r_alo.elapsed_s / r_eos.elapsed_s : 0, 2)}`);
     return;
@@ -263,7 +225,7 @@ async function phases(env: Env): Promise<void> {
       `command = ${fmt(ceiling_per_s)} commands/s; EOS ${fmt((100 * eos_client_per_s) / ceiling_per_s, 1)} % ` +
       `of it (goal ≥ 35 %), at-least-once ${fmt((100 * alo_client_per_s) / ceiling_per_s, 1)} %`,
   );
-  await restorePhases(first, eos);
+  await restorePhases(env, eos);
 }
 
 /** Sum of the topics' end offsets (read_committed listing: markers included below the last stable offset). */

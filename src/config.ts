@@ -18,8 +18,7 @@ const schema = z
     kafka_brokers: z.string(),
     kafka_local_port: z.number().int().min(1).max(65535),
     kafka_client_id: z.string().min(1),
-    kafka_client: z.enum(['kafkajs', 'platformatic']),
-    /** auto: one transaction per node commit on a KIP-447 client (platformatic), per partition on kafkajs. */
+    /** auto: node (one transaction per node commit, KIP-447); partition: one transactional producer each. */
     transaction_scope: z.enum(['auto', 'partition', 'node']),
     commit_interval_ms: z.number().int().min(0).max(1000),
     commit_records_max: z.number().int().min(1).max(100_000),
@@ -129,16 +128,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return { ...config, lanes_effective, transaction_scope_effective: transactionScope(config) };
 }
 
-/** kafkajs' TxnOffsetCommit carries no generation (no KIP-447): one producer per node would fence nothing. */
 function transactionScope(config: z.infer<typeof schema>): 'partition' | 'node' {
-  const kip447 = config.kafka_client === 'platformatic';
-  if (config.transaction_scope === 'node' && !kip447) {
-    throw new ConfigError(
-      'invalid configuration key "transaction_scope" (env TRANSACTION_SCOPE): node needs a KIP-447 client (kafka_client=platformatic)',
-    );
-  }
-  if (config.transaction_scope === 'auto') return kip447 ? 'node' : 'partition';
-  return config.transaction_scope;
+  return config.transaction_scope === 'auto' ? 'node' : config.transaction_scope;
 }
 
 function readJson(path: string, label: string): Record<string, unknown> {

@@ -10,7 +10,7 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { Checkpoints } from './streams/checkpoints.js';
 import { type KafkaPort, parseBrokers } from './streams/kafka-port.js';
-import { createKafkajsPort } from './streams/kafkajs/index.js';
+import { platformaticPort } from './streams/platformatic/index.js';
 import { StreamProcessor } from './streams/processor.js';
 import { ensureTopics, replyTopic, topicNames } from './streams/topics.js';
 import { startTracing } from './tracing.js';
@@ -25,16 +25,7 @@ async function main(): Promise<void> {
   const brokers = parseBrokers(config.kafka_brokers || `127.0.0.1:${config.kafka_local_port}`);
   const redis = await connectRedis(config, log);
   const client_id = `${config.kafka_client_id}-${config.node_id}`;
-  // Loaded only when chosen: importing @platformatic/kafka costs ≈ 0.35 s of start-up (its schemas).
-  const kafka =
-    config.kafka_client === 'platformatic'
-      ? (await import('./streams/platformatic/index.js')).platformaticPort({ brokers, client_id, log })
-      : createKafkajsPort({
-          brokers,
-          client_id,
-          log,
-          onCoordinatorRetry: (error) => metrics.transaction_retries_total.inc({ error }),
-        });
+  const kafka = platformaticPort({ brokers, client_id, log });
   await prepareTopics(kafka, config, brokers, log);
 
   const names = topicNames(config.topic_prefix);

@@ -19,7 +19,8 @@ export class ProduceQueueFull extends Error {
 
 /**
  * Produces client commands to the commands topic on the partition the caller chose from the owner's shard
- * (never kafkajs' default partitioner). kafkajs has no linger, so commands are micro-batched here: the
+ * (never a client's default partitioner). The port's producer has no linger (each sendBatch is one produce
+ * request, one at a time), so commands are micro-batched here: the
  * first queued command arms a `linger_ms` timer; the batch leaves when the timer fires or `batch_max`
  * commands are waiting, as ONE `sendBatch` (acks=all, idempotent producer). One batch is in flight at a
  * time; what arrives meanwhile forms the next batch, so batches grow with load and latency stays at

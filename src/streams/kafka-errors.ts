@@ -1,17 +1,11 @@
 /**
- * Classifying kafkajs failures by their error class names and flags (never by message text). kafkajs wraps
- * protocol errors (e.g. NOT_LEADER_FOR_PARTITION, retriable) in KafkaJSNumberOfRetriesExceeded (not
- * retriable itself) once its own retries run out, so the cause chain is walked, to a fixed depth.
+ * Classifying Kafka port failures (kafka-port.ts) by their flags and class names (never by message text):
+ * the adapter's errors carry the protocol error name as `type` and `retriable`; the engine may wrap them
+ * (a cause of its own errors), so the cause chain is walked, to a fixed depth.
  */
-const transient_error_names = new Set([
-  'KafkaJSNumberOfRetriesExceeded',
-  'KafkaJSConnectionError',
-  'KafkaJSConnectionClosedError',
-  'KafkaJSRequestTimeoutError',
-  'RestoreTimeoutError',
-]);
+const transient_error_names = new Set(['RestoreTimeoutError']);
 
-/** Retriable by kafkajs' own classification, or a connection/timeout failure, anywhere in the cause chain. */
+/** Retriable by the port's classification (a connection/timeout failure included) anywhere in the chain. */
 export function isTransient(err: unknown): boolean {
   for (
     let e = err as { name?: unknown; retriable?: unknown; cause?: unknown } | undefined, depth = 0;
@@ -25,7 +19,7 @@ export function isTransient(err: unknown): boolean {
   return false;
 }
 
-/** The Kafka protocol error name (e.g. INVALID_PRODUCER_EPOCH) anywhere in a kafkajs error's cause chain. */
+/** The Kafka protocol error name (e.g. INVALID_PRODUCER_EPOCH) anywhere in a port error's cause chain. */
 export function kafkaErrorType(err: unknown): string | null {
   for (let e = err as { type?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
     if (typeof e.type === 'string') return e.type;
@@ -37,7 +31,7 @@ export function kafkaErrorType(err: unknown): string | null {
 /**
  * Protocol errors after which an idempotent (non-transactional) producer cannot go on: its producer id or
  * sequence numbers no longer match the broker's (seen after a broker restart: every later batch fails with
- * OUT_OF_ORDER_SEQUENCE_NUMBER). librdkafka treats them as fatal; kafkajs retries nothing and stays stuck.
+ * OUT_OF_ORDER_SEQUENCE_NUMBER). librdkafka treats them as fatal; a client that retries nothing stays stuck.
  * The remedy is a new producer (a new producer id, sequences from 0).
  */
 const producer_state_lost_types = new Set([

@@ -1,11 +1,12 @@
 /**
  * The Kafka port: everything the stream processor, the changelog replay and the gateway ask of a Kafka
- * client, in the project's own terms. Only an adapter (src/streams/kafkajs/) imports a client library; the
- * engine's tests script this surface (test/support/scripted-kafka.ts) to inject every error class.
+ * client, in the project's own terms. Only the adapter (src/streams/platformatic/) imports a client
+ * library; the engine's tests script this surface (test/support/scripted-kafka.ts) to inject every error
+ * class.
  *
  * Errors an adapter throws carry what kafka-errors.ts classifies: the Kafka protocol error name as `type`
- * (e.g. CONCURRENT_TRANSACTIONS), `retriable` where the protocol says so, and a connection or timeout
- * failure recognizable by its class name. Offsets are decimal strings, as on the wire's int64.
+ * (e.g. CONCURRENT_TRANSACTIONS), and `retriable` where the protocol says so or for a connection or timeout
+ * failure. Offsets are decimal strings, as on the wire's int64.
  */
 
 /** A record to produce. The partition is always explicit: routing is ours (src/protocol/route.ts). */
@@ -35,7 +36,7 @@ export interface InRecord {
   headers?: RecordHeaders;
 }
 
-/** kafkajs: an object of values; @platformatic/kafka: the record's [key, value] pairs. */
+/** An object of values (as an OutRecord carries them), or a record's [key, value] pairs (platformatic). */
 export type RecordHeaders =
   | { [key: string]: Buffer | string | (Buffer | string)[] | undefined }
   | [Buffer, Buffer][];
@@ -69,7 +70,7 @@ export interface GroupMetadata {
 /** One fetched batch of one partition, and the consumer's controls over that partition. */
 export interface FetchedBatch {
   partition: number;
-  /** Null where the client does not expose it (kafkajs: no KIP-447). */
+  /** Null where the consumer does not expose it (scripted tests without a group generation). */
   group: GroupMetadata | null;
   messages: InRecord[];
   high_watermark: string;

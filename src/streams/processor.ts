@@ -79,7 +79,8 @@ export interface PartitionNotReady {
 /**
  * The exactly-once loop: consume commands of the assigned partitions (read_committed), apply each batch on
  * the partition's lane, and commit events, replies, follow-up legs and the consumed offset in ONE Kafka
- * transaction per batch, with one transactional producer per input partition (kafkajs lacks KIP-447).
+ * transaction per batch: one transactional producer per node whose transactions span partitions, fenced by
+ * the group generation (KIP-447, transaction_scope=node), or one per input partition (partition).
  */
 export class StreamProcessor {
   readonly #o: ProcessorOptions;
@@ -526,8 +527,8 @@ export class StreamProcessor {
 
   /**
    * A failed or ambiguous transaction: the lane state may hold effects that were never committed (or were).
-   * Drop it, replace the producer (a new one with the same transactional id fences the old one, which may be
-   * stuck in COMMITTING/ABORTING: kafkajs #1275, #1355), rebuild from the changelog, and seek back to the
+   * Drop it, replace the producer (a new one with the same transactional id fences the old one, whose client
+   * state after a failed step is unknown), rebuild from the changelog, and seek back to the
    * committed offset so the batch is processed again on a state that matches the log.
    */
   async #recover(task: Task, err: unknown): Promise<void> {

@@ -109,10 +109,10 @@ export class TaskRestorer {
     const started = performance.now();
     // Per-partition producers: initializing each transactional id fences any zombie, and the coordinator
     // answers it only once the previous producer's open transaction is settled (markers written): the last
-    // stable offset read next is final for the partition. (kafkajs' connect() initializes only an idempotent
-    // id, which fences nothing.) One producer per node: this waits for its initialization after a failed
-    // transaction (settling that one); another node's last transaction is waited for through the
-    // committed offsets (requireStable) and the changelog's open transactions (replayPartitions' `settled`).
+    // stable offset read next is final for the partition. One producer per node: this waits for its
+    // initialization after a failed transaction (settling that one); another node's last transaction is
+    // waited for through the committed offsets (requireStable) and the changelog's open transactions
+    // (replayPartitions' `settled`).
 
     await Promise.all(tasks.map((task) => this.#h.ensureProducer(task)));
     const without_checkpoint = new Set<number>();
@@ -183,9 +183,9 @@ export class TaskRestorer {
       },
     });
     // Read after our fence, before the changelog's end: state and position both reflect every transaction
-    // committed before it. Batches kafkajs fetched from an older position (its offset fetch at join time may
-    // predate a commit of the previous owner, or of a zombie) become stale with the seek and are dropped, so
-    // no command is applied on top of a state that already holds it.
+    // committed before it. Batches the consumer fetched from an older position (its offset fetch at join
+    // time may predate a commit of the previous owner, or of a zombie) become stale with the seek and are
+    // dropped, so no command is applied on top of a state that already holds it.
     for (const task of tasks) {
       if (!live(task.partition)) continue;
       task.events_next_offset = result.end.get(task.partition) ?? 0n;

@@ -111,17 +111,6 @@ export const default_retry_policy: RetryPolicy = {
   backoff_ms_max: 320,
 };
 
-/**
- * One coordinator request inside kafkajs (kafka-retries.ts): 6 attempts wait at most 20 + 40 + 80 + 160 +
- * 320 = 620 ms. The whole transaction's offsets step retries on top (default_retry_policy), so its worst
- * case stays near 12 × 0.62 + 2.9 ≈ 10 s, a third of the transaction timeout.
- */
-export const coordinator_retry_policy: RetryPolicy = {
-  attempts_max: 6,
-  backoff_ms_first: 20,
-  backoff_ms_max: 320,
-};
-
 export type StepName = 'offsets' | 'produce' | 'end_txn';
 
 export class StepFailedError extends Error {
@@ -182,13 +171,12 @@ export interface CommitRequest {
 /**
  * Offsets first: AddOffsetsToTxn is then the transaction's first request, the one the coordinator answers
  * CONCURRENT_TRANSACTIONS to while the previous transaction completes, and it is retried here as a whole
- * (kafkajs sends it outside its retrier: kafkajs #430, #1068, #1315; with the node's Kafka instance,
- * kafka-retries.ts also retries the single request). Retrying it is safe: adding the group's offsets
- * partition twice, or committing the same offset twice, inside one transaction changes nothing. Once it is
- * in, the transaction is ongoing on the coordinator, so the records' AddPartitionsToTxn is not refused as
- * concurrent; kafkajs retries its produce path itself (the producer's retry config). A failed EndTxn (after
- * kafka-retries.ts' retries of coordinator-busy answers) is ambiguous, and kafkajs' state machine cannot
- * resend it, so the caller rebuilds.
+ * (on top of the client's own retries of the single request, src/streams/platformatic/index.ts). Retrying
+ * it is safe: adding the group's offsets partition twice, or committing the same offset twice, inside one
+ * transaction changes nothing. Once it is in, the transaction is ongoing on the coordinator, so the
+ * records' AddPartitionsToTxn is not refused as concurrent; the client retries its produce path itself. A
+ * failed EndTxn (after the client's retries of coordinator-busy answers) is ambiguous: the caller rebuilds
+ * rather than resend it.
  */
 export async function commitTransaction(
   producer: Pick<TransactionalProducer, 'transaction'>,
@@ -223,8 +211,8 @@ export async function commitTransaction(
     await txn.commit();
     return metadata;
   } catch (err) {
-    // After a failed EndTxn kafkajs refuses abort (the transaction is no longer active); the rebuild's
-    // fence aborts whatever the coordinator still holds.
+    // A failed EndTxn is not followed by an abort (its outcome is unknown; the transaction may no longer be
+    // active): the rebuild's fence aborts whatever the coordinator still holds.
     if (step !== 'end_txn') await txn.abort().catch(() => {});
     throw new StepFailedError(step, err);
   }

@@ -370,14 +370,14 @@ export class NodeSlot {
 
   /**
    * The last lines of the current run's output at pino level ≥ 50 (error, fatal) or not JSON (a crash's
-   * stack), kafkajs' own chatter left out: why a node died, for a failure message that CI prints.
+   * stack): why a node died, for a failure message that CI prints.
    */
   errorTail(lines_max = 6): string {
     const lines = (this.outputs.at(-1) ?? []).join('').split('\n');
     const picked = lines.filter((line) => {
       if (line.trim() === '') return false;
       if (!line.startsWith('{')) return true;
-      return /"level":(5|6)0/.test(line) && !line.includes('"component":"kafkajs"');
+      return /"level":(5|6)0/.test(line);
     });
     return picked
       .slice(-lines_max)

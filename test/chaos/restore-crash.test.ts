@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Kafka } from 'kafkajs';
 import { createLogger } from '../../src/log.js';
-import { kafkajsPort } from '../../src/streams/kafkajs/index.js';
+import type { KafkaPort } from '../../src/streams/kafka-port.js';
 import { replayPartitions } from '../../src/streams/restore.js';
 
 /**
@@ -12,31 +11,26 @@ import { replayPartitions } from '../../src/streams/restore.js';
  * rejection (exit 1, every partition of the node moved). The failure must come back to the caller of
  * replayPartitions, which rebuilds the partition later.
  */
-function crashingKafka(): Kafka {
-  const listeners = new Map<string, (e: { payload: { error: Error; restart: boolean } }) => void>();
+function crashingKafka(): KafkaPort {
   const consumer = {
-    events: { END_BATCH_PROCESS: 'end_batch', CRASH: 'crash' },
-    on: (event: string, fn: (e: { payload: { error: Error; restart: boolean } }) => void) => {
-      listeners.set(event, fn);
-    },
-    connect: async () => {},
-    subscribe: async () => {},
-    // kafkajs joins the group inside run(); a connection closed meanwhile is reported as a CRASH event.
-    run: async () => {
-      listeners.get('crash')?.({ payload: { error: new Error('Closed connection'), restart: true } });
+    // The consumer joins the group inside start(); a connection closed meanwhile is reported as a crash.
+    start: async (handlers: { onCrash?: (err: unknown, restarting: boolean) => void }) => {
+      handlers.onCrash?.(new Error('Closed connection'), true);
       await new Promise((r) => setTimeout(r, 50));
     },
     seek: () => {},
     pause: () => {},
+    commitOffsets: async () => {},
+    stop: async () => {},
     disconnect: async () => {},
   };
   const admin = {
     connect: async () => {},
     disconnect: async () => {},
-    fetchTopicOffsets: async () => [{ partition: 0, high: '10', low: '0', offset: '10' }],
+    topicOffsets: async () => [{ partition: 0, high: '10', low: '0' }],
     deleteGroups: async () => {},
   };
-  return { admin: () => admin, consumer: () => consumer } as unknown as Kafka;
+  return { admin: () => admin, consumer: () => consumer } as unknown as KafkaPort;
 }
 
 describe('changelog replay when its consumer crashes while joining', () => {
@@ -47,7 +41,7 @@ describe('changelog replay when its consumer crashes while joining', () => {
     try {
       await assert.rejects(
         replayPartitions({
-          kafka: kafkajsPort(crashingKafka()),
+          kafka: crashingKafka(),
           topic: 'events',
           group_prefix: 'test',
           targets: new Map([[0, { from: 0n }]]),

@@ -200,7 +200,9 @@ describe('manifest wiring', () => {
     assert.ok(grace_s > pre_stop_s + effective('shutdown_timeout_ms') / 1000, 'grace period vs the drain');
     assert.ok(grace_s > defaults.shutdown_timeout_ms / 1000, 'grace period vs the default drain');
     const startup = probes[0]!;
-    const rebalance_timeout_s = 60; // kafkajs' default: the node's group join waits for the rebalance
+    // The adapter's rebalance timeout is the session timeout (src/streams/platformatic/group-consumer.ts):
+    // the node's group join waits for the rebalance.
+    const rebalance_timeout_s = effective('session_timeout_ms') / 1000;
     assert.ok(
       startup.periodSeconds * startup.failureThreshold >=
         rebalance_timeout_s + effective('startup_timeout_ms') / 1000,

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import kafkajs from 'kafkajs';
 import { CommandSender } from '../../src/gateway/commands.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { CommandEnvelope } from '../../src/protocol/wire.js';
 import type { KafkaPort, Producer } from '../../src/streams/kafka-port.js';
-import { protocolError } from '../support/kafka-errors.js';
+import { connectionError, protocolError } from '../support/kafka-errors.js';
 
 const out_of_order = () =>
   protocolError(
@@ -61,7 +60,7 @@ describe('command sender', () => {
     // the broker as its duplicate (test/chaos/produce-unknown-outcome.test.ts shows it on the real broker).
     const log: string[] = [];
     const metrics = createMetrics();
-    const s = sender([[new kafkajs.KafkaJSConnectionError('closed'), null], [null]], log, metrics);
+    const s = sender([[connectionError('closed'), null], [null]], log, metrics);
     await s.start();
     await assert.rejects(s.send(envelope, 0, 'k1'), /closed/);
     await s.send(envelope, 0, 'k2');

@@ -1,14 +1,14 @@
-import kafkajs from 'kafkajs';
+import { KafkaPortError } from '../../src/streams/platformatic/errors.js';
 
-// kafkajs' typings declare (Error | string); at run time it takes the protocol error descriptor.
-const KafkaJSProtocolError = kafkajs.KafkaJSProtocolError as unknown as new (descriptor: {
-  message: string;
-  type: string;
-  code: number;
-  retriable: boolean;
-}) => Error;
+/**
+ * A protocol error in the port's terms (src/streams/kafka-port.ts), as the adapter raises it for a broker
+ * error code: `type` and `retriable`. The port carries no numeric code: `_code` only documents the call.
+ */
+export function protocolError(type: string, _code: number, retriable: boolean, message = type): Error {
+  return new KafkaPortError(message, type, retriable, { cause: null });
+}
 
-/** A kafkajs protocol error as the client raises it for a broker error code. */
-export function protocolError(type: string, code: number, retriable: boolean, message = type): Error {
-  return new KafkaJSProtocolError({ message, type, code, retriable });
+/** A connection or request-timeout failure as the adapter raises it: no protocol type, retriable. */
+export function connectionError(message = 'connection closed'): Error {
+  return new KafkaPortError(message, null, true, { cause: null });
 }

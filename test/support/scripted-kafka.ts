@@ -11,7 +11,7 @@ import type {
   TransactionalProducer,
   TransactionSteps,
 } from '../../src/streams/kafka-port.js';
-import { protocolError } from './kafka-errors.js';
+import { connectionError, protocolError } from './kafka-errors.js';
 
 /**
  * A scripted, in-memory Kafka behind the port (src/streams/kafka-port.ts): what the stream processor and the
@@ -23,7 +23,7 @@ import { protocolError } from './kafka-errors.js';
  *   `marker_delay_ms`), as a real coordinator does, and meanwhile AddOffsetsToTxn, AddPartitionsToTxn and
  *   InitProducerId of that transactional id are answered CONCURRENT_TRANSACTIONS;
  * - InitProducerId bumps the epoch (fencing older producers, which get INVALID_PRODUCER_EPOCH) and aborts an
- *   ongoing transaction of the id; like kafkajs, the producer retries CONCURRENT_TRANSACTIONS there itself;
+ *   ongoing transaction of the id; as a client does, the producer retries CONCURRENT_TRANSACTIONS there;
  * - consumed offsets sent in a transaction become the group's committed offsets only when it commits.
  *
  * Faults are scripted per step: the n-th AddOffsetsToTxn, Produce or EndTxn (counted over the whole cluster,
@@ -231,7 +231,7 @@ function faultError(fault: Fault): Error {
       return protocolError('ILLEGAL_GENERATION', 22, false);
     case 'timeout':
     case 'end_txn_timeout_after_commit':
-      return Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' });
+      return connectionError('Request timed out');
   }
 }
 

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Checkpoints } from '../../src/streams/checkpoints.js';
 import type { KafkaPort } from '../../src/streams/kafka-port.js';
-import { createKafkajsPort } from '../../src/streams/kafkajs/index.js';
+import { platformaticPort } from '../../src/streams/platformatic/index.js';
 import { StreamProcessor } from '../../src/streams/processor.js';
 import { ensureTopics, replyTopic, type TopicNames, topicNames } from '../../src/streams/topics.js';
 import { brokers, redis_url, uniqueName } from '../integration/helpers.js';
@@ -57,14 +57,7 @@ export async function startInProcessNode(env: Record<string, string> = {}): Prom
   });
   const log = createLogger(config.log_level, config.node_id, sink);
   const metrics = createMetrics();
-  const kafka: KafkaPort =
-    config.kafka_client === 'platformatic'
-      ? (await import('../../src/streams/platformatic/index.js')).platformaticPort({
-          brokers,
-          client_id: `trc-${config.node_id}`,
-          log,
-        })
-      : createKafkajsPort({ brokers, client_id: `trc-${config.node_id}`, log, onCoordinatorRetry: () => {} });
+  const kafka: KafkaPort = platformaticPort({ brokers, client_id: `trc-${config.node_id}`, log });
   const admin = kafka.admin();
   await admin.connect();
   await ensureTopics(admin, {
@@ -107,7 +100,7 @@ export async function startInProcessNode(env: Record<string, string> = {}): Prom
     checkpoint_dirty_max: config.checkpoint_dirty_max,
     session_timeout_ms: config.session_timeout_ms,
     restore_timeout_ms: config.startup_timeout_ms,
-    // as src/node.ts: one transaction per node commit on a KIP-447 client (platformatic), else per partition
+    // as src/node.ts: one transaction per node commit (transaction_scope auto/node), else per partition
     transactions:
       config.transaction_scope_effective === 'node'
         ? {

@@ -30,12 +30,11 @@ describe('config', () => {
     }
   });
 
-  it('takes one transaction per node only on a KIP-447 client (auto picks it there)', () => {
-    assert.equal(loadConfig({}).transaction_scope_effective, 'partition');
-    assert.equal(loadConfig({ KAFKA_CLIENT: 'platformatic' }).transaction_scope_effective, 'node');
-    const per_partition = { KAFKA_CLIENT: 'platformatic', TRANSACTION_SCOPE: 'partition' };
-    assert.equal(loadConfig(per_partition).transaction_scope_effective, 'partition');
-    assert.throws(() => loadConfig({ TRANSACTION_SCOPE: 'node' }), /"transaction_scope".*KIP-447/);
+  it('takes one transaction per node unless told per partition (auto is node)', () => {
+    assert.equal(loadConfig({}).transaction_scope_effective, 'node');
+    assert.equal(loadConfig({ TRANSACTION_SCOPE: 'node' }).transaction_scope_effective, 'node');
+    assert.equal(loadConfig({ TRANSACTION_SCOPE: 'partition' }).transaction_scope_effective, 'partition');
+    assert.ok(!(configKeys() as string[]).includes('kafka_client'), 'one client: @platformatic/kafka');
   });
 
   it('gives new accounts the risk rules of the risk_* keys, the domain defaults unless set', () => {

@@ -40,10 +40,10 @@ export interface PlatformaticPortOptions {
 /**
  * Attempts of one request inside the client, and their waits: CONCURRENT_TRANSACTIONS (the coordinator still
  * writing the markers of the id's previous transaction, or aborting it for an InitProducerId that takes the
- * id over) first after 2 ms, doubling to 1 s: 14 attempts wait ≈ 6 s in all, about what the kafkajs
- * adapter's producers wait. With one producer per node every transaction's first request meets the
- * previous one's markers (a few ms on one broker): a 20 ms first wait was most of a transaction at a low
- * rate. Other retriable errors after 250 ms each. The engine retries whole steps on top.
+ * id over) first after 2 ms, doubling to 1 s: 14 attempts wait ≈ 6 s in all, about what the former
+ * kafkajs adapter's producers waited. With one producer per node every transaction's first request meets
+ * the previous one's markers (a few ms on one broker): a 20 ms first wait was most of a transaction at a
+ * low rate. Other retriable errors after 250 ms each. The engine retries whole steps on top.
  */
 const client_retries_max = 14;
 const busy_retry_delay_ms_first = 2;
