@@ -252,8 +252,11 @@ export class StreamProcessor {
       for (const task of [...this.#tasks.values()]) await this.#closeTask(task);
     }
     const keep = new Set(assigned);
-    for (const task of [...this.#tasks.values()]) if (!keep.has(task.partition)) await this.#closeTask(task);
+    const revoked = this.assigned.filter((p) => !keep.has(p));
     const fresh = assigned.filter((p) => !this.#tasks.has(p));
+    // Each assignment named once: a crash after a rebalance is read against which tasks closed and opened.
+    if (revoked.length > 0 || fresh.length > 0) this.#o.log.info({ revoked, fresh }, 'assignment changed');
+    for (const task of [...this.#tasks.values()]) if (!keep.has(task.partition)) await this.#closeTask(task);
     const tasks = fresh.map((partition) => this.#createTask(partition));
     this.#joined = true;
     if (tasks.length > 0) this.#restore(tasks).catch((err) => this.#fatal(err, 'restore'));

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
+import { createLogger } from '../../src/log.js';
+import type { GroupMetadata } from '../../src/streams/kafka-port.js';
+import { platformaticPort } from '../../src/streams/platformatic/index.js';
+import { commitTransaction, default_retry_policy } from '../../src/streams/transaction.js';
 import { metricValue } from '../support/metrics.js';
 import { checkWalkerSettlement, runWalkers, setupWalkers, type WalkerOptions } from '../support/walkers.js';
 import { brokers, cleanup, type NodeProcess, startNode, stopNode, uniqueName } from './helpers.js';
@@ -89,5 +93,93 @@ describe('sequential dependent operations on one partition (real Kafka)', { time
     node = await startNode(env, 10_000);
     assert.ok(Date.now() - started_ms < 10_000);
     assert.deepEqual(await checkWalkerSettlement(opts, payments, Date.now() + 10_000), []);
+  });
+
+  it("back-to-back transactions, with and without records, on the node's client: every one commits its offset", async () => {
+    // The node's own transaction path (commitTransaction on the port's producer) with no gap at all between
+    // transactions: AddOffsetsToTxn right after the previous EndTxn, while its markers are being written.
+    // The coordinator's CONCURRENT_TRANSACTIONS must be waited out (inside the client and by the policy),
+    // never fail a transaction; and every TxnOffsetCommit must land (concurrent calls merged into one
+    // would silently drop an offset: the issue-13 finding).
+    const topic = `${topic_prefix}.b2b`;
+    const group_id = `${topic_prefix}.b2b-group`;
+    const reference = new Kafka({ brokers, clientId: 'it-seq-b2b', logLevel: logLevel.NOTHING });
+    const admin = reference.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
+    const producer = reference.producer();
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: [{ value: 'first' }] });
+    await producer.disconnect();
+    const port = platformaticPort({ brokers, client_id: 'it-seq-b2b', log: createLogger('silent', 'it') });
+    const txn_producer = port.transactionalProducer({
+      transactional_id: `${topic_prefix}-b2b`,
+      transaction_timeout_ms: 30_000,
+    });
+    // A real group generation: KIP-447 offsets are refused without one.
+    const consumer = port.consumer({
+      group_id,
+      topic,
+      from: 'earliest',
+      max_wait_ms: 50,
+      manual_resolve: true,
+      session_timeout_ms: 10_000,
+    });
+    const transactions_total = 200;
+    let retries = 0;
+    let group: GroupMetadata | null = null;
+    const joined = new Promise<void>((resolve, reject) => {
+      void consumer
+        .start({
+          onCrash: (err) => reject(err),
+          onBatch: async (batch) => {
+            if (batch.messages.length === 0 || group) return;
+            group = batch.group;
+            resolve();
+          },
+        })
+        .catch(reject);
+    });
+    const failures: string[] = [];
+    let slowest_ms = 0;
+    try {
+      await txn_producer.connect();
+      await joined;
+      for (let i = 1; i <= transactions_total; i++) {
+        const started_ms = Date.now();
+        const records =
+          i % 2 === 0
+            ? [{ topic, messages: [{ partition: 0, key: null, value: Buffer.from(`b2b-${i}`) }] }]
+            : [];
+        try {
+          await commitTransaction(
+            txn_producer,
+            {
+              group_id,
+              offset: { topic, partition: 0, offset: BigInt(i) },
+              group: () => group,
+              records,
+            },
+            default_retry_policy,
+            () => retries++,
+          );
+        } catch (err) {
+          failures.push(`${i}: ${(err as Error).message}`);
+        }
+        slowest_ms = Math.max(slowest_ms, Date.now() - started_ms);
+      }
+      assert.deepEqual(failures, []);
+      const [offsets] = await admin.fetchOffsets({ groupId: group_id, topics: [topic] });
+      assert.equal(offsets?.partitions[0]?.offset, String(transactions_total), 'the last offset landed');
+      const end = await admin.fetchTopicOffsets(topic);
+      // The first record, then a record and its commit marker for every second transaction (offsets-only
+      // transactions write their markers to the offsets topic only).
+      assert.equal(end[0]?.high, String(1 + transactions_total));
+      console.log(JSON.stringify({ transactions_total, policy_retries: retries, slowest_ms }));
+    } finally {
+      await consumer.disconnect().catch(() => {});
+      await txn_producer.disconnect().catch(() => {});
+      await admin.disconnect();
+    }
   });
 });
