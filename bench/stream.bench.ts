@@ -26,6 +26,7 @@ import { createMetrics } from '../src/metrics.js';
 import { Checkpoints } from '../src/streams/checkpoints.js';
 import { parseBrokers } from '../src/streams/kafka-port.js';
 import { platformaticPort } from '../src/streams/platformatic/index.js';
+import { replayPartitions } from '../src/streams/restore.js';
 import { ensureTopics, replyTopic, topicNames } from '../src/streams/topics.js';
 import { rawKafka } from './raw-kafka.js';
 import { writeSyntheticCheckpoints } from './stream-checkpoint.js';
@@ -337,6 +338,13 @@ async function restorePhases(env: Env, eos: ReturnType<typeof topicNames>): Prom
       `${fmt(none.accounts)} accounts`,
   );
   say(`  cpu ${cpuLine(none.cpu, none.ready_ms / 1000)}`);
+  const raw = await rawRead(env, eos.events);
+  const replay_events_per_s = none.events_replayed / none.restore_s;
+  say(
+    `raw read of the same events topic (the restore's reader, read_committed, no lane): ${fmt(raw.events)} ` +
+      `events in ${fmt(raw.seconds, 2)} s = ${fmt(raw.events / raw.seconds)} events/s; replay during restore ` +
+      `is ${fmt((100 * replay_events_per_s) / (raw.events / raw.seconds), 1)} % of it (goal ≥ 50 %)`,
+  );
   const sizes = await checkpointEntries(env, `${key_prefix}${app_id}:`);
   const own = await runRestore(env, {
     names: eos,
@@ -378,6 +386,30 @@ async function restorePhases(env: Env, eos: ReturnType<typeof topicNames>): Prom
       `(restore ${fmt(big.restore_s, 2)} s; lanes booted before the clock in ${fmt(big.lanes_boot_ms)} ms)`,
   );
   say(`  cpu ${cpuLine(big.cpu, big.ready_ms / 1000)}`);
+}
+
+/**
+ * Reads every partition of `topic` from the start with the restore's own reader (replayPartitions on the
+ * node's port) and a handler that only counts: the restore's ceiling on this broker, without the lanes.
+ */
+async function rawRead(env: Env, topic: string): Promise<{ events: number; seconds: number }> {
+  const targets = new Map(
+    Array.from({ length: PARTITIONS }, (_, p) => [p, { from: 0n, to_min: 0n, settled: true }] as const),
+  );
+  let events = 0;
+  const t0 = performance.now();
+  await replayPartitions({
+    kafka: env.port,
+    topic,
+    group_prefix: `${prefix}-rawread`,
+    targets,
+    timeout_ms: 600_000,
+    log: env.log,
+    onEvents: async (_partition, values) => {
+      events += values.length;
+    },
+  });
+  return { events, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Entries per kind in the checkpoint hashes under `prefix` (see src/streams/checkpoint.lua). */
