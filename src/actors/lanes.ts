@@ -86,8 +86,10 @@ export class Lanes {
   }
 
   async load(partition: number, parts: Uint8Array | null): Promise<void> {
-    this.#record(partition, true);
-    await this.#run(partition, { op: 'load', partition, parts }, parts ? [parts.buffer as ArrayBuffer] : []);
+    const transfer = parts ? [parts.buffer as ArrayBuffer] : [];
+    await this.#run(partition, { op: 'load', partition, parts }, transfer, () =>
+      this.#record(partition, true),
+    );
   }
 
   /** Throws ReplayDisagreementError when an event does not apply to the partition's loaded state. */
@@ -100,8 +102,7 @@ export class Lanes {
   }
 
   async drop(partition: number): Promise<void> {
-    this.#record(partition, false);
-    await this.#run(partition, { op: 'drop', partition }, []);
+    await this.#run(partition, { op: 'drop', partition }, [], () => this.#record(partition, false));
   }
 
   /** A msgpack CheckpointDelta of what changed on the partition since its last checkpoint. */
@@ -143,8 +144,9 @@ export class Lanes {
     throw new Error(`lane invariant: ${op} of partition ${partition}, which is not loaded (${origin})`);
   }
 
-  #run(partition: number, op: LaneOp, transferList: ArrayBuffer[]): Promise<unknown> {
-    return this.#runOn(this.laneOf(partition), op, transferList);
+  /** `queued` runs once the lane took the op (a refused op changes nothing the lane holds). */
+  #run(partition: number, op: LaneOp, transferList: ArrayBuffer[], queued?: () => void): Promise<unknown> {
+    return this.#runOn(this.laneOf(partition), op, transferList, queued);
   }
 
   /**
@@ -154,11 +156,12 @@ export class Lanes {
    * stopped nodes with `partition N is not loaded on this lane` (RELIABILITY.md, 2026-12-04). The pools
    * run with stricterFIFO, and the lane asserts each op's `seq`.
    */
-  #runOn(lane: number, op: LaneOp, transferList: ArrayBuffer[]): Promise<unknown> {
+  #runOn(lane: number, op: LaneOp, transferList: ArrayBuffer[], queued?: () => void): Promise<unknown> {
     const pool = this.#pools[lane]!;
     // Refused here rather than by piscina: a task piscina refused would leave a gap in the lane's seq.
     if (pool.queueSize >= this.#queue_max)
       return Promise.reject(new Error(`lane ${lane}: more than ${this.#queue_max} tasks queued`));
+    queued?.();
     const seq = ++this.#seq[lane]!;
     return pool.run({ ...op, seq } satisfies LaneTask, { transferList });
   }
