@@ -1,6 +1,6 @@
 /**
  * Messages between the stream loop (main thread) and a lane (worker thread). Buffers are transferred. Each
- * carries `seq`, its place in the lane's queue (LaneTaskOf): the lane runs them in exactly that order.
+ * carries `seq`, its place in the lane's queue (Lanes.#runOn): the lane runs them in exactly that order.
  */
 export type LaneTask = LaneOp & { seq: number };
 export type LaneOp =
