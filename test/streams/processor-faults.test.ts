@@ -82,7 +82,8 @@ class Harness {
   }
 
   #newProcessor(): StreamProcessor {
-    const log = createLogger('silent', 'scripted');
+    // SCRIPTED_LOG=debug prints what the processor did, to find the step a failing scenario stopped at.
+    const log = createLogger(process.env.SCRIPTED_LOG ?? 'silent', 'scripted');
     return new StreamProcessor({
       kafka: this.cluster.port(),
       lanes: this.lanes,
@@ -311,9 +312,13 @@ for (const scope of ['partition', 'node'] as const)
     timeout: 180_000,
   }, () => {
     const harnesses: Harness[] = [];
-    after(async () => {
-      for (const h of harnesses) await h.close().catch(() => {});
-    });
+    // Bounded: a harness whose processor cannot stop fails the hook by name instead of holding the run.
+    after(
+      async () => {
+        for (const h of harnesses) await h.close().catch(() => {});
+      },
+      { timeout: 30_000 },
+    );
 
     it('retries coordinator-busy answers without failing a transaction; reads take none', async () => {
       const faults = [3, 4, 9, 15, 16, 17, 22].map((nth, i) => ({

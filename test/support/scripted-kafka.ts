@@ -203,7 +203,7 @@ export class ScriptedCluster {
   port(): KafkaPort {
     return {
       admin: () => new ScriptedAdmin(this),
-      consumer: (o) => new ScriptedConsumer(this, o.group_id, o.topic),
+      consumer: (o) => new ScriptedConsumer(this, o.group_id, o.topic, o.manual_resolve ?? false),
       transactionalProducer: (o) => new ScriptedProducer(this, o.transactional_id),
       producer: () => {
         throw new Error('scripted kafka: the gateway producer is not modelled');
@@ -236,6 +236,8 @@ function faultError(fault: Fault): Error {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** As src/streams/platformatic/group-consumer.ts: how long a partition whose batch was not taken waits. */
+const refetch_wait_ms = 20;
 
 class ScriptedProducer implements TransactionalProducer {
   #epoch = -1;
@@ -362,16 +364,21 @@ class ScriptedConsumer implements GroupConsumer {
   readonly #position = new Map<number, number>();
   readonly #paused = new Set<number>();
   readonly #seek_generation = new Map<number, number>();
+  /** Partitions whose last batch was not taken, until when they wait (bounded by the partition count). */
+  readonly #parked = new Map<number, number>();
 
   constructor(
     readonly cluster: ScriptedCluster,
     readonly group_id: string,
     readonly topic: string,
+    /** GroupConsumerOptions.manual_resolve: without it a batch counts as processed once its handler returns. */
+    readonly manual_resolve: boolean,
   ) {}
 
   seek(partition: number, offset: string): void {
     this.#position.set(partition, Number(offset));
     this.#seek_generation.set(partition, (this.#seek_generation.get(partition) ?? 0) + 1);
+    this.#parked.delete(partition); // a seek (a restore done) is the news the parked partition waited for
   }
   pause(partitions: number[]): void {
     for (const p of partitions) this.#paused.add(p);
@@ -399,9 +406,13 @@ class ScriptedConsumer implements GroupConsumer {
     // One fetch round at a time, its partitions' batches handled concurrently: each partition has at most
     // one batch in flight.
     while (this.#running) {
-      const ready = all.filter((p) => !this.#paused.has(p));
+      const now_ms = Date.now();
+      const ready = all.filter((p) => !this.#paused.has(p) && (this.#parked.get(p) ?? 0) <= now_ms);
       const delivered = await Promise.all(ready.map((p) => this.#fetch(p, h)));
       h.onFetch?.();
+      // A real fetch is I/O: timers and worker messages run between rounds. Without this yield a round that
+      // settles in microtasks only (every batch refused at once) starved the event loop and hung the suite.
+      await new Promise((r) => setImmediate(r));
       if (!delivered.includes(true)) await sleep(2);
     }
   }
@@ -440,6 +451,14 @@ class ScriptedConsumer implements GroupConsumer {
       };
       await h.onBatch(batch);
       if (paused) return true;
+      if (!this.manual_resolve && !stale())
+        this.#position.set(partition, Number(messages.at(-1)!.offset) + 1);
+      // Nothing taken (no task for the partition yet, or one restoring): as the platformatic adapter does,
+      // the same records are fetched again after a short wait, not at once.
+      if (!stale() && (this.#position.get(partition) ?? 0) === from) {
+        this.#parked.set(partition, Date.now() + refetch_wait_ms);
+        return false;
+      }
     }
     // Control records and aborted data at the end of the range are stepped over, as the clients do.
     if (

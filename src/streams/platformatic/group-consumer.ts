@@ -233,6 +233,7 @@ export class PlatformaticGroupConsumer implements GroupConsumer {
 
   seek(partition: number, offset: string): void {
     this.#positions.set(partition, BigInt(offset));
+    this.#parked.delete(partition); // a seek (a restore done) is what a parked partition waited for
     this.#bump(partition);
     this.#wake();
   }
