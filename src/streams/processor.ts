@@ -1,27 +1,21 @@
-import { performance } from 'node:perf_hooks';
 import type { Lanes } from '../actors/lanes.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { type BatchOutput, decode, encodeOwned, type ReplyRecord } from '../protocol/wire.js';
+import type { ReplyRecord } from '../protocol/wire.js';
 import { CheckpointScheduler } from './checkpoint-schedule.js';
 import type { Checkpoints } from './checkpoints.js';
-import { isTransient, kafkaErrorType } from './kafka-errors.js';
-import type { Admin, FetchedBatch, GroupConsumer, InRecord, KafkaPort } from './kafka-port.js';
+import { ChunkCommits } from './chunk-commits.js';
+import type { Admin, FetchedBatch, GroupConsumer, KafkaPort } from './kafka-port.js';
 import { Task, type TaskState } from './task.js';
+import { TaskRebuilds } from './task-rebuild.js';
 import { TaskRestorer } from './task-restore.js';
 import type { TopicNames } from './topics.js';
-import { type ChunkTrace, traceChunk } from './tracing.js';
 import {
   type Committer,
   type CommitterFactory,
   default_retry_policy,
-  eventsEndAfter,
-  GenerationMovedError,
-  RequestWithdrawnError,
   type RetryPolicy,
-  routeRecords,
   SharedTransactions,
-  type TopicMessages,
   transactionalCommitter,
   transactionalIdOf,
 } from './transaction.js';
@@ -81,6 +75,11 @@ export interface PartitionNotReady {
  * the partition's lane, and commit events, replies, follow-up legs and the consumed offset in ONE Kafka
  * transaction per batch: one transactional producer per node whose transactions span partitions, fenced by
  * the group generation (KIP-447, transaction_scope=node), or one per input partition (partition).
+ *
+ * This class keeps what Kafka Streams gives its TaskManager: the assignment (tasks created, restored and
+ * closed) and the batch loop. A chunk's way from lane to commit is ChunkCommits (chunk-commits.ts), a restore
+ * TaskRestorer (task-restore.ts), the rebuild after a failed transaction TaskRebuilds (task-rebuild.ts), the
+ * transactions themselves transaction.ts, and checkpoint timing CheckpointScheduler.
  */
 export class StreamProcessor {
   readonly #o: ProcessorOptions;
@@ -88,6 +87,8 @@ export class StreamProcessor {
   readonly #admin: Admin;
   readonly #restorer: TaskRestorer;
   readonly #checkpointing: CheckpointScheduler;
+  readonly #chunks: ChunkCommits;
+  readonly #rebuilds: TaskRebuilds;
   readonly #tasks = new Map<number, Task>();
   readonly #group_id: string;
   /** The node's transactions, when one producer serves every partition (ProcessorOptions.transactions). */
@@ -130,6 +131,13 @@ export class StreamProcessor {
       interval_ms: opts.checkpoint_interval_ms,
       dirty_max: opts.checkpoint_dirty_max,
     });
+    this.#chunks = new ChunkCommits({
+      ...opts,
+      checkpointing: this.#checkpointing,
+      shared: this.#shared,
+      recover: (task, err) => this.#rebuilds.recover(task, err),
+      fatal: (err, what) => this.#fatal(err, what),
+    });
     this.#restorer = new TaskRestorer({
       ...opts,
       node_transactions: this.#shared !== null,
@@ -140,6 +148,12 @@ export class StreamProcessor {
       releaseRevoked: (tasks) => this.#releaseRevoked(tasks),
       stopping: () => this.#stopping,
       fatal: (err, what) => this.#fatal(err, what),
+    });
+    this.#rebuilds = new TaskRebuilds({
+      ...opts,
+      restorer: this.#restorer,
+      stillOwned: (partition) => this.#stillOwned(partition),
+      closeTask: (task) => this.#closeTask(task),
     });
   }
 
@@ -228,7 +242,7 @@ export class StreamProcessor {
     step('pipelined commits');
     await Promise.all(tasks.map((task) => task.commit_tail));
     step('deferred offsets');
-    await Promise.all(tasks.map((task) => this.#commitDeferred(task)));
+    await Promise.all(tasks.map((task) => this.#chunks.commitDeferred(task)));
     step('consumer disconnect');
     await this.#consumer.disconnect();
     step('producers');
@@ -324,7 +338,7 @@ export class StreamProcessor {
     // A rebuild the broker's absence interrupted: retried here, at each delivery of the partition's batch.
     if (task.state === 'FAILED') {
       if (task.restore_error?.permanent) return; // named on /readyz; retrying would fail the same way
-      return this.#rebuild(task);
+      return this.#rebuilds.rebuild(task);
     }
     if (task.state !== 'RUNNING') return;
     task.group = () => batch.group;
@@ -349,7 +363,7 @@ export class StreamProcessor {
         return;
       }
       const chunk = messages.slice(start, start + this.#o.batch_size_max);
-      const ok = await this.#processChunk(task, chunk, current);
+      const ok = await this.#chunks.process(task, chunk, current);
       if (!ok) return;
       const last_offset = chunk[chunk.length - 1]!.offset;
       batch.resolveOffset(last_offset);
@@ -373,231 +387,12 @@ export class StreamProcessor {
       await new Promise((r) => setTimeout(r, 5));
   }
 
-  /** Applies one bounded chunk and commits it; false when the transaction failed and the task was rebuilt. */
-  #processChunk(task: Task, chunk: InRecord[], current: () => boolean): Promise<boolean> {
-    return task.inTurn(() =>
-      this.#shared ? this.#applyPipelined(task, chunk, current) : this.#applyAndCommit(task, chunk, current),
-    );
-  }
-
-  async #applyAndCommit(task: Task, chunk: InRecord[], current: () => boolean): Promise<boolean> {
-    if (!current()) return false; // failed, rebuilt or closed while this chunk waited for its turn
-    return this.#settle(task, await this.#apply(task, chunk), task.applied_seq);
-  }
-
-  /**
-   * Node transactions: the chunk is applied while the task's previous chunk commits, and its own commit
-   * joins a later node transaction once that one has committed. One chunk deep: the turn ends only when
-   * the previous commit settled, so the next chunk's apply waits for it. A checkpoint that is due is taken
-   * before the apply (a checkpoint must hold committed chunks only), which costs one bubble per interval.
-   */
-  async #applyPipelined(task: Task, chunk: InRecord[], current: () => boolean): Promise<boolean> {
-    if (!current()) return false;
-    const previous = task.commit_tail;
-    if (this.#checkpointing.due(task, task.dirty_total_last, Date.now())) {
-      if (!(await previous) || !current()) return false;
-      task.activity = 'checkpoint';
-      await this.#checkpointing.afterCommit(task, task.dirty_total_last, Date.now());
-      if (!current()) return false;
-    }
-    const applied = await this.#apply(task, chunk);
-    const seq = task.applied_seq;
-    task.commit_tail = previous.then((ok) => (ok ? this.#settle(task, applied, seq) : false));
-    return previous;
-  }
-
-  /** One chunk on the lane, routed to the records of its transaction (or answered read-only). */
-  async #apply(task: Task, chunk: InRecord[]): Promise<AppliedChunk> {
-    const values = chunk.map((m) => m.value ?? Buffer.alloc(0));
-    // The domain is pure and total: a lane that throws, or output that cannot be routed, is a bug, and
-    // retrying it would fail the same way. Stop the node loudly instead of looping.
-    const local: ReplyRecord[] = [];
-    const trace = traceChunk(task.partition, chunk, this.#o); // tracing: src/streams/tracing.ts
-    try {
-      task.activity = 'lane';
-      task.applied_seq++; // before the op is queued: a checkpoint op queued after it sees it
-      const output = decode<BatchOutput>(await this.#o.lanes.apply(task.partition, encodeOwned(values)));
-      const { names, partitions_total } = this.#o;
-      const local_topic = this.#o.local_replies?.topic ?? null;
-      const records = routeRecords(task.partition, output, { names, partitions_total, local_topic }, local);
-      trace.applied(output, records);
-      task.dirty_total_last = output.dirty_total;
-      for (const index of output.rejected) {
-        this.#o.log.error(
-          { partition: task.partition, offset: chunk[index]?.offset },
-          'undecodable command record skipped',
-        );
-      }
-      this.#o.metrics.batch_size_commands.observe(chunk.length);
-      const next_offset = BigInt(chunk[chunk.length - 1]!.offset) + 1n;
-      return { output, records, local, next_offset, trace };
-    } catch (err) {
-      this.#fatal(err, `partition ${task.partition}: lane or routing invariant failed`);
-      throw err;
-    }
-  }
-
-  /**
-   * Commits an applied chunk (every earlier chunk of the task has committed), then answers its requests and
-   * checkpoints if due and no later chunk is applied yet. False when the task failed or was closed.
-   */
-  async #settle(task: Task, applied: AppliedChunk, seq: number): Promise<boolean> {
-    const { output, records, local, next_offset, trace } = applied;
-    if (records.length === 0) {
-      // Read-only (no events, follow-ups or replies for other nodes): every earlier chunk of the partition
-      // has committed, so answering now is linearizable and needs no transaction. Re-applying it after a
-      // crash changes no state, so its offset can wait for the next transaction.
-      if (task.state !== 'RUNNING') return false;
-      task.deferOffset(next_offset, Date.now());
-      this.#o.metrics.offsets_deferred_total.inc();
-      if (local.length > 0) this.#o.local_replies?.deliver(local);
-      trace.delivered(local.length);
-      return true;
-    }
-    try {
-      task.activity = 'commit';
-      await this.#commit(task, records, output.events.length, next_offset);
-    } catch (err) {
-      trace.failed(err);
-      // Closed while the lane applied the chunk, or before its transaction sent the offsets: nothing was
-      // written, and closing released the lane state.
-      if (err instanceof TaskNotRunningError || err instanceof RequestWithdrawnError) return false;
-      await this.#recover(task, err);
-      return false;
-    }
-    trace.committed(task.events_next_offset);
-    if (local.length > 0) this.#o.local_replies?.deliver(local); // committed: safe to acknowledge
-    trace.delivered(local.length);
-    if (output.events.length > 0) task.changed_since_checkpoint = true;
-    // A later chunk already applied on the lane (pipelined) is not committed: no checkpoint of that state.
-    if (seq === task.applied_seq) {
-      task.activity = 'checkpoint';
-      await this.#checkpointing.afterCommit(task, output.dirty_total, Date.now());
-    }
-    task.activity = 'idle';
-    return true;
-  }
-
-  async #commit(task: Task, records: TopicMessages[], events_total: number, next_offset: bigint) {
-    const started = performance.now();
-    // Only a restore creates (and so initializes, fencing others) a partition's producer, right before it
-    // reads the changelog and the committed offset. A producer made here would fence the partition's owner
-    // and commit work computed on a state that was never rebuilt after that fence: a closed or failed task
-    // fails its commit instead.
-    const producer = task.producer;
-    if (producer === null || task.state !== 'RUNNING') {
-      throw new TaskNotRunningError(`partition ${task.partition} is ${task.state}: not committing`);
-    }
-    const offset = { topic: this.#o.names.commands, partition: task.partition, offset: next_offset };
-    const onStep = (name: string) => {
-      task.activity = `${records.length === 0 ? 'offsets-only ' : ''}commit: ${name}`;
-    };
-    const attempt = task.restore_attempt;
-    const live = () => task.state === 'RUNNING' && task.restore_attempt === attempt;
-    const metadata = await producer.commit({ offset, records, group: task.group, onStep, live });
-    task.activity = 'committed';
-    // The offset committed covers every deferred read-only chunk before it.
-    task.offsetCommitted(next_offset);
-    const events = { topic: this.#o.names.events, partition: task.partition };
-    const events_end = eventsEndAfter(metadata, events, events_total);
-    if (events_end !== null) task.events_next_offset = events_end;
-    this.#o.metrics.transaction_commit_duration_seconds.observe((performance.now() - started) / 1000);
-  }
-
   /** Offsets-only transactions for read-only chunks that found no transaction to ride in. */
   #flushDeferredOffsets(now_ms: number): void {
     for (const task of this.#tasks.values()) {
       if (task.offset_deferred === null || now_ms - task.offset_deferred_since_ms < deferred_offset_flush_ms)
         continue;
-      void this.#commitDeferred(task);
-    }
-  }
-
-  /** Commits the task's deferred offset, if one still waits; a failure rebuilds like any other. */
-  #commitDeferred(task: Task): Promise<void> {
-    return task.inTurn(async () => {
-      if (!(await task.commit_tail)) return; // a pipelined chunk's commit comes first (or failed: rebuilt)
-      const offset = task.offset_deferred;
-      if (offset === null || task.state !== 'RUNNING') return;
-      try {
-        await this.#commit(task, [], 0, offset);
-      } catch (err) {
-        if (!(err instanceof TaskNotRunningError || err instanceof RequestWithdrawnError))
-          await this.#recover(task, err);
-      }
-    });
-  }
-
-  /**
-   * A failed or ambiguous transaction: the lane state may hold effects that were never committed (or were).
-   * Drop it, replace the producer (a new one with the same transactional id fences the old one, whose client
-   * state after a failed step is unknown), rebuild from the changelog, and seek back to the
-   * committed offset so the batch is processed again on a state that matches the log.
-   */
-  async #recover(task: Task, err: unknown): Promise<void> {
-    if (err instanceof GenerationMovedError) {
-      // Refused before anything was written: the partition left this member in a rebalance (its batch is no
-      // longer current). The assignment closes it anyway; closing now releases the lane state that holds
-      // the refused chunk, without a rebuild the partition's new owner makes moot.
-      this.#o.log.info({ partition: task.partition }, 'partition left the generation; task closed');
-      await this.#closeTask(task);
-      return;
-    }
-    this.#o.metrics.transactions_aborted_total.inc();
-    this.#o.log.warn(
-      { partition: task.partition, err: (err as Error).message, type: kafkaErrorType(err) },
-      'transaction failed; rebuilding partition',
-    );
-    if (task.state === 'CLOSED') return; // revoked meanwhile: the new owner starts from the last commit
-    task.transition('FAILED');
-    task.offset_deferred = null; // the rebuild seeks to the committed offset: those reads are applied again
-    // Chunks chained after the failed one were applied on the state being dropped: their links see this
-    // chain's failure and commit nothing; chunks after the rebuild start a new chain.
-    task.commit_tail = Promise.resolve(true);
-    const old = task.producer;
-    task.producer = null;
-    await old?.disconnect().catch(() => {});
-    await this.#rebuild(task);
-  }
-
-  /**
-   * FAILED → RESTORING → RUNNING. If the broker is away meanwhile (ownership check, replay or committed
-   * offset fail), the task goes back to FAILED and the partition's next batch tries again (#eachBatch):
-   * it must never stay FAILED with its batches skipped.
-   */
-  #rebuild(task: Task): Promise<void> {
-    // Single flight: a failed link and the partition's next batch may both ask; the second joins the first.
-    if (task.rebuilding) return task.rebuilding;
-    const rebuilding = this.#rebuildOnce(task).finally(() => {
-      if (task.rebuilding === rebuilding) task.rebuilding = null;
-    });
-    task.rebuilding = rebuilding;
-    return rebuilding;
-  }
-
-  async #rebuildOnce(task: Task): Promise<void> {
-    try {
-      await this.#o.lanes.drop(task.partition);
-      // Re-initializing the transactional id fences whoever holds it. If we were fenced because another node
-      // now owns p (we are the zombie), doing so would fence the rightful owner: ask the group coordinator.
-      if (!(await this.#stillOwned(task.partition))) {
-        this.#o.log.warn({ partition: task.partition }, 'partition no longer owned; released');
-        await this.#closeTask(task);
-        return;
-      }
-      task.transition('RESTORING');
-      task.restored = this.#restorer.restoreNow([task]); // seeks to the committed offset read after the fence
-      await task.restored;
-    } catch (err) {
-      task.restored = Promise.resolve();
-      if (task.state === 'RESTORING' || task.state === 'RUNNING') task.transition('FAILED');
-      const attempts = (task.restore_error?.attempts ?? 0) + 1;
-      const reason = `${(err as Error)?.name}: ${(err as Error)?.message}`;
-      task.restore_error = { reason, attempts, permanent: !isTransient(err) };
-      this.#o.log.warn(
-        { partition: task.partition, err: (err as Error).message },
-        'partition rebuild failed; retried with its next batch',
-      );
+      void this.#chunks.commitDeferred(task);
     }
   }
 
@@ -684,20 +479,5 @@ export class StreamProcessor {
   }
 }
 
-interface AppliedChunk {
-  output: BatchOutput;
-  records: TopicMessages[];
-  /** Replies for this node's gateway, handed over once the chunk's transaction committed. */
-  local: ReplyRecord[];
-  next_offset: bigint;
-  /** The chunk's spans and debug lines (a no-op when tracing and the debug log are off). */
-  trace: ChunkTrace;
-}
-
 /** A read-only chunk's offset waits at most this long for a transaction to ride in. */
 const deferred_offset_flush_ms = 100;
-
-/** A commit attempted for a task closed while its chunk was on the lane: nothing is sent or rebuilt. */
-class TaskNotRunningError extends Error {
-  override name = 'TaskNotRunningError';
-}
