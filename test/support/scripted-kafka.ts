@@ -457,6 +457,7 @@ class ScriptedConsumer implements GroupConsumer {
       // the same records are fetched again after a short wait, not at once.
       if (!stale() && (this.#position.get(partition) ?? 0) === from) {
         this.#parked.set(partition, Date.now() + refetch_wait_ms);
+        h.onBatchEnd?.(partition, String(lso - 1)); // the adapter reports every handled batch
         return false;
       }
     }
