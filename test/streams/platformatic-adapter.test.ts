@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isTransient, kafkaErrorType } from '../../src/streams/kafka-errors.js';
 import { toPortError } from '../../src/streams/platformatic/errors.js';
-import { committedBatches, membershipContinues } from '../../src/streams/platformatic/group-consumer.js';
+import {
+  busy_fetch_wait_ms,
+  committedBatches,
+  fetchWaitMs,
+  membershipContinues,
+} from '../../src/streams/platformatic/group-consumer.js';
 import { retryDelayMs } from '../../src/streams/platformatic/index.js';
 
 /** A record batch as the client's Fetch parser returns it; control batches carry one marker record. */
@@ -134,5 +139,16 @@ describe('platformatic group consumer: which partitions a rebalance keeps', () =
   it('nothing to keep: a first join, or partitions already given up locally', () => {
     assert.equal(membershipContinues(null, 0, 'm1', 1), true);
     assert.equal(membershipContinues({ member_id: 'm1', generation_id: -1 }, 0, 'm2', 12), true);
+  });
+});
+
+describe('platformatic group consumer: how long a fetch waits for data', () => {
+  it('long-polls the full wait only while no partition is being handled', () => {
+    assert.equal(fetchWaitMs(20, 0), 20, 'idle: one long poll, answered as soon as a record arrives');
+    // A handled partition is not in the fetch: it rejoins the next round, which must not be 20 ms away.
+    assert.equal(fetchWaitMs(20, 1), busy_fetch_wait_ms);
+    assert.equal(fetchWaitMs(20, 8), busy_fetch_wait_ms);
+    assert.ok(busy_fetch_wait_ms < 20);
+    assert.equal(fetchWaitMs(1, 3), 1, 'never longer than the consumer asked for');
   });
 });
