@@ -1,7 +1,8 @@
 // One transactional producer, back-to-back transactions of 10 records each: how long each step of a
 // transaction takes on this machine's broker, through the node's own Kafka port. Not part of a suite.
 // `node --import tsx bench/txn-steps.ts [transactions]` (KAFKA_BROKERS, default 127.0.0.1:19092).
-import { performance } from 'node:perf_hooks';
+import { performance, type RecordableHistogram } from 'node:perf_hooks';
+import { newHistogram, recordUs, summarize } from '../loadtest/stats.js';
 import { createLogger } from '../src/log.js';
 import { parseBrokers } from '../src/streams/kafka-port.js';
 import { platformaticPort } from '../src/streams/platformatic/index.js';
@@ -19,12 +20,11 @@ const producer = kafka.transactionalProducer({
   transaction_timeout_ms: 30_000,
 });
 await producer.connect();
-const steps: Record<'begin' | 'send' | 'commit' | 'total', number[]> = {
-  begin: [],
-  send: [],
-  commit: [],
-  total: [],
-};
+type Step = 'begin' | 'send' | 'commit' | 'total';
+const steps = new Map<Step, RecordableHistogram>(
+  (['begin', 'send', 'commit', 'total'] as const).map((step) => [step, newHistogram()]),
+);
+const record = (step: Step, ms: number) => recordUs(steps.get(step)!, ms * 1000);
 const value = Buffer.alloc(400, 1);
 for (let i = 0; i < transactions_total; i++) {
   const t0 = performance.now();
@@ -35,16 +35,15 @@ for (let i = 0; i < transactions_total; i++) {
   const t2 = performance.now();
   await txn.commit();
   const t3 = performance.now();
-  steps.begin.push(t1 - t0);
-  steps.send.push(t2 - t1);
-  steps.commit.push(t3 - t2);
-  steps.total.push(t3 - t0);
+  record('begin', t1 - t0);
+  record('send', t2 - t1);
+  record('commit', t3 - t2);
+  record('total', t3 - t0);
 }
-const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!;
-for (const [name, xs] of Object.entries(steps)) {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+for (const [step, histogram] of steps) {
+  const s = summarize(histogram);
   console.log(
-    `${name.padEnd(7)} mean ${mean.toFixed(2)} ms  p50 ${q(xs, 0.5).toFixed(2)}  p99 ${q(xs, 0.99).toFixed(2)}`,
+    `${step.padEnd(7)} mean ${s.mean_ms.toFixed(2)} ms  p50 ${s.p50_ms.toFixed(2)}  p99 ${s.p99_ms.toFixed(2)}`,
   );
 }
 await producer.disconnect();

@@ -95,10 +95,14 @@ export interface GroupConsumerOptions {
   partitions_concurrently_max?: number;
   /**
    * The handler resolves what it processed (FetchedBatch.resolveOffset), and a batch cut short is fetched
-   * again from after its last resolved offset. Otherwise a batch counts as processed once its handler returns.
+   * again from after its last resolved offset (after refetch_wait_ms when it took nothing). Otherwise a batch
+   * counts as processed once its handler returns.
    */
   manual_resolve?: boolean;
 }
+
+/** A manual_resolve batch its handler took nothing of is fetched again after this wait, not at once. */
+export const refetch_wait_ms = 20;
 
 export interface GroupHandlers {
   onBatch(batch: FetchedBatch): Promise<void>;

@@ -11,6 +11,7 @@ import type {
   TransactionalProducer,
   TransactionSteps,
 } from '../../src/streams/kafka-port.js';
+import { refetch_wait_ms } from '../../src/streams/kafka-port.js';
 import { connectionError, protocolError } from './kafka-errors.js';
 
 /**
@@ -236,8 +237,6 @@ function faultError(fault: Fault): Error {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** As src/streams/platformatic/group-consumer.ts: how long a partition whose batch was not taken waits. */
-const refetch_wait_ms = 20;
 
 class ScriptedProducer implements TransactionalProducer {
   #epoch = -1;

@@ -8,12 +8,11 @@ import type {
   GroupMetadata,
   InRecord,
 } from '../kafka-port.js';
+import { refetch_wait_ms } from '../kafka-port.js';
 import { closeWithin, leave_ms_max, withinMs } from './bounded.js';
 import { classified, KafkaPortError, protocolType } from './errors.js';
 import { protocolCall } from './protocol-call.js';
 
-/** A batch its handler took nothing of is fetched again after this wait. */
-const refetch_wait_ms = 20;
 /** How often the membership watchdog looks, and how soon it tries again after a failed rejoin. */
 const membership_check_ms = 1_000;
 const membership_retry_ms = 2_000;
